@@ -1,0 +1,175 @@
+"""Django settings for robotperf, read from the environment.
+
+Every value that differs per deployment comes from an environment variable with a safe
+development default; the defaults run the whole stack on one machine.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("ROBOTPERF_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError as e:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from e
+
+
+def redis_url_with_db(url, db):
+    """The same Redis server as ``url``, another database number."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+
+
+# --- Core -------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", default=True)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - development default only
+ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "sessions_app",
+    "phonemes",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "robotperf.urls"
+WSGI_APPLICATION = "robotperf.wsgi.application"
+ASGI_APPLICATION = "robotperf.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Database: SQLite under var/ unless DATABASE_URL names another (PostgreSQL) -------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'robotperf.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+    )
+}
+
+# --- Redis: the cache aliases ----------------------------------------------------------
+# `sessions` is the one configuration of the conversation store: codec, pool, timeouts.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+_REDIS_OPTIONS = {
+    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "SOCKET_CONNECT_TIMEOUT": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "2")),
+    "SOCKET_TIMEOUT": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "5")),
+    "CONNECTION_POOL_KWARGS": {"max_connections": env_int("REDIS_MAX_CONNECTIONS", 50)},
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "django",
+        "OPTIONS": _REDIS_OPTIONS,
+    },
+    "sessions": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            **_REDIS_OPTIONS,
+            "SERIALIZER": "sessions_app.codec.OrjsonSerializer",
+            "COMPRESSOR": "sessions_app.codec.ZstdCompressor",
+            "COMPRESS_MIN_LENGTH": env_int("STORE_COMPRESS_MIN_LENGTH", 4096),
+            "COMPRESS_MIN_GAIN": float(os.environ.get("STORE_COMPRESS_MIN_GAIN", "0.2")),
+            "COMPRESS_LEVEL": env_int("STORE_COMPRESS_LEVEL", 3),
+        },
+    },
+}
+
+# Django's own login sessions live in the default cache.
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_CACHE_ALIAS = "default"
+
+# --- Conversation store -----------------------------------------------------------------
+ROBOTPERF_STORE = {
+    "CACHE_ALIAS": "sessions",
+    "KEY_PREFIX": os.environ.get("STORE_KEY_PREFIX", "rp"),
+    # The key the robot wrote one JSON blob per conversation under, read transparently.
+    "LEGACY_KEY_FORMAT": os.environ.get("STORE_LEGACY_KEY_FORMAT", "session:{cid}"),
+    # Seconds a conversation lives after its last write; 0 keeps it until it is deleted.
+    "TTL": env_int("STORE_TTL", 7 * 24 * 3600),
+    "DEFAULT_WINDOW": env_int("STORE_DEFAULT_WINDOW", 20),
+    "BOT_CONFIG_CACHE_SIZE": env_int("STORE_BOT_CONFIG_CACHE_SIZE", 256),
+}
+
+# --- Celery -----------------------------------------------------------------------------
+_redis_db = int(urlsplit(REDIS_URL).path.strip("/") or 0)
+CELERY_BROKER_URL = os.environ.get(
+    "CELERY_BROKER_URL", redis_url_with_db(REDIS_URL, _redis_db + 1 if _redis_db < 15 else 14)
+)
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Logging ----------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
