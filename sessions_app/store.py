@@ -193,11 +193,11 @@ class ConversationStore:
             with span("redis"):
                 state_key = self.keys.state(conversation_id)
                 pipe = self.client.pipeline()
-                pipe.hmget(state_key, "doc", "rev", "seq", "cfg")
+                pipe.hmget(state_key, "doc", "rev", "seq", "cfg", "archived")
                 if window != 0:
                     pipe.lrange(self.keys.turns(conversation_id), -window if window else 0, -1)
                 pipe.get(self.keys.legacy(conversation_id))
-                (doc, rev, seq, cfg), *items, legacy = pipe.execute()
+                (doc, rev, seq, cfg, archived), *items, legacy = pipe.execute()
             if doc is None:
                 if legacy is None:
                     return None

@@ -1,0 +1,1 @@
+"""`make bench`: benchmarks that compare against baselines measured in the same run."""
