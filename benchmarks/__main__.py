@@ -12,7 +12,7 @@ from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
-import django  # noqa: E402
+import django
 
 SECTIONS = ["store", "compaction", "phonemes"]
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"

@@ -8,4 +8,4 @@ os.environ.pop("CELERY_BROKER_URL", None)
 os.environ.pop("CELERY_RESULT_BACKEND", None)
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-from robotperf.settings import *  # noqa: E402, F403
+from robotperf.settings import *  # noqa: F403

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def exclusive(name, *, timeout):
-    """Hold the lock ``name`` for at most ``timeout`` seconds; yields False if another run has it."""
+    """Hold the lock ``name`` for up to ``timeout`` seconds; yields False if another run has it."""
     store = get_store()
     lock = store.client.lock(store.keys.lock(name), timeout=timeout, blocking=False)
     acquired = lock.acquire()

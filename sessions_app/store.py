@@ -9,19 +9,15 @@ import hashlib
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
 import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from opentelemetry import trace
 
 from sessions_app.codec import CodecError, canonical_json
 from sessions_app.keys import KeyLayout
-
-tracer = trace.get_tracer("robotperf.sessions")
-span = tracer.start_as_current_span
+from sessions_app.tracing import traced
 
 # Keys that live outside the state document, and keys that `load` adds for the caller.
 SPLIT_KEYS = frozenset({"history", "bot_config"})
@@ -189,29 +185,29 @@ class ConversationStore:
         """
         _check_cid(conversation_id)
         _check_window(window)
-        with span("robot-v2.load-conversation"):
-            with span("redis"):
-                state_key = self.keys.state(conversation_id)
-                pipe = self.client.pipeline()
-                pipe.hmget(state_key, "doc", "rev", "seq", "cfg", "archived")
-                if window != 0:
-                    pipe.lrange(self.keys.turns(conversation_id), -window if window else 0, -1)
-                pipe.get(self.keys.legacy(conversation_id))
-                (doc, rev, seq, cfg, archived), *items, legacy = pipe.execute()
+        with traced("robot-v2.load-conversation") as phase:
+            phase("redis")
+            state_key = self.keys.state(conversation_id)
+            pipe = self.client.pipeline()
+            pipe.hmget(state_key, "doc", "rev", "seq", "cfg", "archived")
+            if window != 0:
+                pipe.lrange(self.keys.turns(conversation_id), -window if window else 0, -1)
+            pipe.get(self.keys.legacy(conversation_id))
+            (doc, rev, seq, cfg, archived), *items, legacy = pipe.execute()
             if doc is None:
                 if legacy is None:
                     return None
-                return self._load_legacy(conversation_id, legacy, window)
-            with span("decode"):
-                session = self._decode(state_key, doc)
-                history = [self._decode_turn(state_key, item) for item in items[0]] if items else []
-                bot_config = None if cfg is None else self._bot_config(cfg.decode())
-            with span("assemble"):
-                if bot_config is not None:
-                    session["bot_config"] = bot_config
-                session["history"] = history
-                session["_rev"] = int(rev)
-                session["_turns"] = int(seq)
+                return self._load_legacy(conversation_id, legacy, window, phase)
+            phase("decode")
+            session = self._decode(state_key, doc)
+            history = [self._decode_turn(state_key, item) for item in items[0]] if items else []
+            bot_config = None if cfg is None else self._bot_config(cfg.decode())
+            phase("assemble")
+            if bot_config is not None:
+                session["bot_config"] = bot_config
+            session["history"] = history
+            session["_rev"] = int(rev)
+            session["_turns"] = int(seq)
             return session
 
     @_redis_boundary
@@ -254,11 +250,13 @@ class ConversationStore:
         outside the loaded window are never dropped.
         """
         cid = _check_cid(session.get("conversation_id"))
-        with span("robot-v2.save-conversation"):
+        with traced("robot-v2.save-conversation"):
             if "_rev" in session:
                 state = {k: v for k, v in session.items() if k not in SPLIT_KEYS}
                 new_turns = [t for t in session.get("history") or [] if "seq" not in t]
-                return self._update(cid, state, session.get("bot_config"), new_turns, session["_rev"])
+                return self._update(
+                    cid, state, session.get("bot_config"), new_turns, session["_rev"]
+                )
             pipe = self.client.pipeline()
             self._replace(cid, session, initial_rev=1, client=pipe)
             pipe.delete(self.keys.legacy(cid))
@@ -272,11 +270,11 @@ class ConversationStore:
         turns = list(turns)
         if not turns:
             return []
-        with span("robot-v2.append-turns"):
-            with span("encode"):
-                args = ["", "", "", *self._encode_turns(turns)]
-            with span("redis"):
-                status, _, first = self._run_write(conversation_id, "append", 0, args)
+        with traced("robot-v2.append-turns") as phase:
+            phase("encode")
+            args = ["", "", "", *self._encode_turns(turns)]
+            phase("redis")
+            status, _, first = self._run_write(conversation_id, "append", 0, args)
             if status == NOT_FOUND:
                 if not self._migrate_legacy(conversation_id):
                     raise SessionNotFound(conversation_id)
@@ -294,7 +292,7 @@ class ConversationStore:
             raise ValueError("history is not state: add turns with append_turns()")
         if changes.get("conversation_id", conversation_id) != conversation_id:
             raise ValueError("conversation_id cannot be changed")
-        with span("robot-v2.update-state"):
+        with traced("robot-v2.update-state"):
             state_key = self.keys.state(conversation_id)
             doc, rev = self.client.hmget(state_key, "doc", "rev")
             if doc is None:
@@ -383,16 +381,16 @@ class ConversationStore:
                 except redis.WatchError:
                     continue
 
-    def _load_legacy(self, cid, raw, window):
-        with span("decode"):
-            session = self._decode_legacy(cid, raw)
-        with span("assemble"):
-            history = session.get("history") or []
-            for seq, turn in enumerate(history):
-                turn["seq"] = seq
-            session["history"] = history if window is None else history[len(history) - window :]
-            session["_rev"] = 0
-            session["_turns"] = len(history)
+    def _load_legacy(self, cid, raw, window, phase):
+        phase("decode")
+        session = self._decode_legacy(cid, raw)
+        phase("assemble")
+        history = session.get("history") or []
+        for seq, turn in enumerate(history):
+            turn["seq"] = seq
+        session["history"] = history if window is None else history[len(history) - window :]
+        session["_rev"] = 0
+        session["_turns"] = len(history)
         return session
 
     def _legacy_breakdown(self, cid, raw):

@@ -1,0 +1,396 @@
+"""The conversation store against the tests' real Redis database."""
+
+import json
+import threading
+
+import pytest
+from django_redis.cache import RedisCache
+
+from sessions_app.codec import CodecError
+from sessions_app.store import (
+    ConversationStore,
+    CorruptSession,
+    SessionNotFound,
+    StaleRevision,
+    StoreUnavailable,
+)
+
+SCENARIO = {
+    "scenario": [
+        {"step": i, "prompt": f"Hãy nói câu số {i}", "expected": f"answer {i}"} for i in range(5)
+    ],
+    "system_prompt": "You are a friendly English tutor for Vietnamese children.",
+    "generation_params": {"temperature": 0.3},
+}
+
+
+def make_session(cid="c1", turns=30, bot_config=SCENARIO, **extra):
+    return {
+        "conversation_id": cid,
+        "bot_id": 7,
+        "user_id": "u-1",
+        "input_slots": {"name": "Minh", 1: "one"},
+        "bot_config": bot_config,
+        "record": {"LOOP_COUNT": [{} for _ in range(5)], "HISTORY_QUESTION": [], "TOOL_SCORE": {}},
+        "history": [
+            {"role": "user" if i % 2 else "assistant", "content": f"turn {i}"} for i in range(turns)
+        ],
+        **extra,
+    }
+
+
+def contents(session):
+    return [turn["content"] for turn in session["history"]]
+
+
+class TestSaveAndLoad:
+    def test_load_returns_the_legacy_shape_with_the_last_window_turns(self, store):
+        session = make_session(extra_key={"kept": True})
+        assert store.save(session) == 1
+        loaded = store.load("c1", window=20)
+        assert loaded["bot_config"] == SCENARIO
+        assert loaded["input_slots"] == {"name": "Minh", "1": "one"}
+        assert loaded["record"] == session["record"]
+        assert loaded["extra_key"] == {"kept": True}
+        assert contents(loaded) == [f"turn {i}" for i in range(10, 30)]
+        assert [t["seq"] for t in loaded["history"]] == list(range(10, 30))
+        assert loaded["_rev"] == 1
+        assert loaded["_turns"] == 30
+
+    @pytest.mark.parametrize(
+        ("window", "expected"),
+        [
+            (0, []),
+            (1, [29]),
+            (20, list(range(10, 30))),
+            (100, list(range(30))),
+            (None, list(range(30))),
+        ],
+    )
+    def test_windows(self, store, window, expected):
+        store.save(make_session())
+        assert [t["seq"] for t in store.load("c1", window=window)["history"]] == expected
+
+    @pytest.mark.parametrize("window", [-1, 2.5, "20"])
+    def test_a_bad_window_is_refused(self, store, window):
+        with pytest.raises(ValueError, match="window"):
+            store.load("c1", window=window)
+
+    @pytest.mark.parametrize("cid", ["", None, "a{b}", 42])
+    def test_a_bad_conversation_id_is_refused(self, store, cid):
+        with pytest.raises(ValueError, match="conversation_id"):
+            store.load(cid)
+
+    def test_missing_conversation_loads_as_none(self, store):
+        assert store.load("nope") is None
+
+    def test_a_session_without_bot_config_keeps_its_shape(self, store):
+        session = make_session(bot_config=None)
+        del session["bot_config"]
+        store.save(session)
+        assert "bot_config" not in store.load("c1")
+
+    def test_saving_a_windowed_load_appends_only_new_turns_and_keeps_the_rest(self, store):
+        store.save(make_session())
+        loaded = store.load("c1", window=5)
+        loaded["history"].append({"role": "user", "content": "new turn"})
+        loaded["user_id"] = "u-2"
+        assert store.save(loaded) == 2
+        full = store.load("c1", window=None)
+        assert contents(full) == [f"turn {i}" for i in range(30)] + ["new turn"]
+        assert full["user_id"] == "u-2"
+        assert full["history"][-1]["seq"] == 30
+
+    def test_saving_a_stale_load_is_refused(self, store):
+        store.save(make_session())
+        first, second = store.load("c1"), store.load("c1")
+        first["user_id"] = "first"
+        store.save(first)
+        second["user_id"] = "second"
+        with pytest.raises(StaleRevision):
+            store.save(second)
+        assert store.load("c1")["user_id"] == "first"
+
+    def test_replacing_a_session_never_reuses_sequence_numbers(self, store):
+        store.save(make_session(turns=3))
+        assert store.save(make_session(turns=2)) == 2
+        assert [t["seq"] for t in store.load("c1")["history"]] == [3, 4]
+
+
+class TestAppendTurns:
+    def test_append_returns_consecutive_sequence_numbers(self, store):
+        store.save(make_session(turns=3))
+        assert store.append_turns(
+            "c1", [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+        ) == [3, 4]
+        loaded = store.load("c1", window=2)
+        assert contents(loaded) == ["a", "b"]
+        assert loaded["_turns"] == 5
+        assert loaded["_rev"] == 1, "appending turns is not a state write"
+
+    def test_append_to_a_missing_session_raises(self, store):
+        with pytest.raises(SessionNotFound):
+            store.append_turns("nope", [{"role": "user"}])
+
+    def test_a_turn_must_be_a_dict(self, store):
+        store.save(make_session())
+        with pytest.raises(TypeError, match="dict"):
+            store.append_turns("c1", ["just text"])
+
+    def test_an_unencodable_turn_is_refused_and_nothing_is_written(self, store):
+        store.save(make_session(turns=1))
+        with pytest.raises(CodecError, match="set"):
+            store.append_turns("c1", [{"role": "user"}, {"bad": {1, 2}}])
+        assert store.load("c1")["_turns"] == 1
+
+    def test_concurrent_appenders_lose_nothing_and_keep_order(self, store):
+        store.save(make_session(turns=0))
+        returned = {}
+
+        def appender(worker):
+            returned[worker] = [
+                store.append_turns("c1", [{"worker": worker, "n": n}])[0] for n in range(50)
+            ]
+
+        threads = [threading.Thread(target=appender, args=(w,)) for w in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        history = store.load("c1", window=None)["history"]
+        assert [t["seq"] for t in history] == list(range(300))
+        assert sorted(s for seqs in returned.values() for s in seqs) == list(range(300))
+        for worker, seqs in returned.items():
+            mine = [t for t in history if t["worker"] == worker]
+            assert [t["n"] for t in mine] == list(range(50))
+            assert [t["seq"] for t in mine] == seqs
+
+
+class TestUpdateState:
+    def test_update_applies_changes_and_bumps_the_revision(self, store):
+        store.save(make_session())
+        assert (
+            store.update_state("c1", {"record": {"LOOP_COUNT": [1]}, "new": 1}, expected_rev=1) == 2
+        )
+        loaded = store.load("c1")
+        assert loaded["record"] == {"LOOP_COUNT": [1]}
+        assert loaded["new"] == 1
+        assert loaded["_rev"] == 2
+        assert len(loaded["history"]) == 20
+
+    def test_a_stale_revision_is_refused_and_nothing_changes(self, store):
+        store.save(make_session())
+        store.update_state("c1", {"user_id": "winner"}, expected_rev=1)
+        with pytest.raises(StaleRevision) as raised:
+            store.update_state("c1", {"user_id": "loser"}, expected_rev=1)
+        assert (raised.value.expected, raised.value.actual) == (1, 2)
+        assert store.load("c1")["user_id"] == "winner"
+
+    def test_concurrent_updates_from_one_revision_let_exactly_one_win(self, store):
+        store.save(make_session())
+        outcomes = []
+        barrier = threading.Barrier(8)
+
+        def writer(n):
+            barrier.wait()
+            try:
+                store.update_state("c1", {"user_id": f"w{n}"}, expected_rev=1)
+                outcomes.append(("ok", n))
+            except StaleRevision:
+                outcomes.append(("stale", n))
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        winners = [n for outcome, n in outcomes if outcome == "ok"]
+        assert len(winners) == 1
+        assert store.load("c1")["user_id"] == f"w{winners[0]}"
+
+    def test_changing_the_bot_config_stores_a_new_shared_config(self, store, redis_client):
+        store.save(make_session())
+        new_config = {**SCENARIO, "system_prompt": "Be brief."}
+        store.update_state("c1", {"bot_config": new_config}, expected_rev=1)
+        assert store.load("c1")["bot_config"] == new_config
+        assert len(redis_client.keys(store.keys.bot_config("*"))) == 2
+
+    @pytest.mark.parametrize(
+        ("changes", "error"),
+        [({"history": []}, "append_turns"), ({"conversation_id": "other"}, "cannot be changed")],
+    )
+    def test_history_and_identity_are_not_state(self, store, changes, error):
+        store.save(make_session())
+        with pytest.raises(ValueError, match=error):
+            store.update_state("c1", changes, expected_rev=1)
+
+    def test_update_of_a_missing_session_raises(self, store):
+        with pytest.raises(SessionNotFound):
+            store.update_state("nope", {"a": 1}, expected_rev=0)
+
+
+class TestLayout:
+    def test_keys_share_the_conversation_hash_tag(self, store, redis_client):
+        store.save(make_session())
+        conversation_keys = {k.decode() for k in redis_client.keys("*{c1}*")}
+        assert conversation_keys == {"rp:conv:{c1}:state", "rp:conv:{c1}:turns"}
+        assert set(redis_client.hkeys("rp:conv:{c1}:state")) == {
+            b"doc",
+            b"rev",
+            b"seq",
+            b"cfg",
+            b"archived",
+            b"bytes",
+        }
+
+    def test_bot_config_is_stored_once_for_sessions_of_one_bot(self, store, redis_client):
+        store.save(make_session("c1"))
+        store.save(make_session("c2"))
+        assert len(redis_client.keys(store.keys.bot_config("*"))) == 1
+        assert store.load("c1")["bot_config"] == store.load("c2")["bot_config"] == SCENARIO
+
+    def test_the_state_doc_holds_neither_history_nor_bot_config(self, store, redis_client):
+        store.save(make_session())
+        doc = store.cache.client.decode(redis_client.hget("rp:conv:{c1}:state", "doc"))
+        assert "history" not in doc
+        assert "bot_config" not in doc
+
+    def test_every_write_sets_the_ttl_on_all_keys(self, store, redis_client):
+        store.save(make_session())
+        cfg_key = store.keys.bot_config(redis_client.hget("rp:conv:{c1}:state", "cfg").decode())
+        keys = ["rp:conv:{c1}:state", "rp:conv:{c1}:turns", cfg_key]
+        for key in keys:
+            redis_client.expire(key, 10)
+        store.append_turns("c1", [{"role": "user"}])
+        assert all(redis_client.ttl(key) > 10 for key in keys)
+        assert all(redis_client.ttl(key) <= store.ttl for key in keys)
+        for key in keys:
+            redis_client.expire(key, 10)
+        store.update_state("c1", {"a": 1}, expected_rev=1)
+        assert all(redis_client.ttl(key) > 10 for key in keys)
+
+    def test_indexes_follow_save_append_and_delete(self, store, redis_client):
+        store.save(make_session())
+        stored = redis_client.hget("rp:conv:{c1}:state", "bytes")
+        assert redis_client.zscore(store.keys.index_bytes, "c1") == int(stored)
+        seen = redis_client.zscore(store.keys.index_seen, "c1")
+        store.append_turns("c1", [{"role": "user", "content": "x" * 500}])
+        grown = redis_client.zscore(store.keys.index_bytes, "c1")
+        assert grown > int(stored) + 500
+        assert grown == int(redis_client.hget("rp:conv:{c1}:state", "bytes"))
+        assert redis_client.zscore(store.keys.index_seen, "c1") >= seen
+        assert store.delete("c1") is True
+        assert redis_client.zscore(store.keys.index_bytes, "c1") is None
+        assert redis_client.zscore(store.keys.index_seen, "c1") is None
+        assert store.load("c1") is None
+        assert store.delete("c1") is False
+
+    def test_bytes_index_matches_what_redis_holds(self, store, redis_client):
+        store.save(make_session(turns=50))
+        store.update_state("c1", {"record": {"big": "y" * 1000}}, expected_rev=1)
+        doc_len = redis_client.hstrlen("rp:conv:{c1}:state", "doc")
+        turns_len = sum(len(item) for item in redis_client.lrange("rp:conv:{c1}:turns", 0, -1))
+        assert redis_client.zscore(store.keys.index_bytes, "c1") == doc_len + turns_len
+
+    def test_size_breakdown(self, store):
+        store.save(make_session(turns=40))
+        sizes = store.size_breakdown("c1")
+        assert sizes["layout"] == "split"
+        assert sizes["turns"] == sizes["total_turns"] == 40
+        assert sizes["history"] > 40 * len(b'0|{"role":"user","content":"turn 0"}') - 40
+        assert 0 < sizes["record"] < sizes["state"]
+        assert sizes["bot_config"] > 0
+        assert 0 < sizes["ttl"] <= store.ttl
+        with pytest.raises(SessionNotFound):
+            store.size_breakdown("nope")
+
+
+class TestLegacy:
+    def write_legacy(self, redis_client, store, session):
+        redis_client.set(store.keys.legacy(session["conversation_id"]), json.dumps(session))
+
+    def test_legacy_blob_is_read_transparently(self, store, redis_client):
+        session = make_session("old")
+        session["record"]["TOOL_SCORE"] = {"score": float("nan")}
+        self.write_legacy(redis_client, store, session)
+        loaded = store.load("old", window=3)
+        assert contents(loaded) == ["turn 27", "turn 28", "turn 29"]
+        assert [t["seq"] for t in loaded["history"]] == [27, 28, 29]
+        assert loaded["bot_config"] == SCENARIO
+        assert (loaded["_rev"], loaded["_turns"]) == (0, 30)
+        assert store.size_breakdown("old")["layout"] == "legacy"
+
+    def test_first_append_moves_it_to_the_split_layout_without_loss(self, store, redis_client):
+        self.write_legacy(redis_client, store, make_session("old"))
+        assert store.append_turns("old", [{"role": "user", "content": "after"}]) == [30]
+        assert redis_client.exists(store.keys.legacy("old")) == 0
+        full = store.load("old", window=None)
+        assert contents(full) == [f"turn {i}" for i in range(30)] + ["after"]
+        assert full["bot_config"] == SCENARIO
+        assert store.size_breakdown("old")["layout"] == "split"
+
+    def test_update_with_the_revision_the_legacy_load_gave(self, store, redis_client):
+        self.write_legacy(redis_client, store, make_session("old"))
+        rev = store.load("old")["_rev"]
+        assert store.update_state("old", {"user_id": "moved"}, expected_rev=rev) == rev + 1
+        assert store.load("old", window=None)["user_id"] == "moved"
+        assert len(store.load("old", window=None)["history"]) == 30
+
+    def test_saving_a_loaded_legacy_session(self, store, redis_client):
+        self.write_legacy(redis_client, store, make_session("old"))
+        loaded = store.load("old", window=2)
+        loaded["history"].append({"role": "user", "content": "new"})
+        store.save(loaded)
+        assert len(store.load("old", window=None)["history"]) == 31
+
+
+class TestErrors:
+    def test_a_corrupt_state_doc_names_the_key_and_stays_in_place(self, store, redis_client):
+        store.save(make_session())
+        redis_client.hset("rp:conv:{c1}:state", "doc", b"\x00garbage")
+        with pytest.raises(CorruptSession, match=r"rp:conv:\{c1\}:state"):
+            store.load("c1")
+        assert redis_client.hget("rp:conv:{c1}:state", "doc") == b"\x00garbage"
+
+    def test_a_corrupt_turn_is_a_corrupt_session(self, store, redis_client):
+        store.save(make_session(turns=2))
+        redis_client.rpush("rp:conv:{c1}:turns", b"2|{broken")
+        with pytest.raises(CorruptSession):
+            store.load("c1")
+
+    def test_a_corrupt_compressed_value_is_a_corrupt_session(self, store, redis_client):
+        store.save(make_session())
+        redis_client.hset("rp:conv:{c1}:state", "doc", b"\x28\xb5\x2f\xfdnot a frame")
+        with pytest.raises(CorruptSession):
+            store.load("c1")
+
+    def test_a_corrupt_legacy_blob_is_a_corrupt_session(self, store, redis_client):
+        redis_client.set(store.keys.legacy("old"), b"{'python': 'repr'}")
+        with pytest.raises(CorruptSession, match="session:old"):
+            store.load("old")
+        with pytest.raises(CorruptSession):
+            store.append_turns("old", [{"role": "user"}])
+        assert redis_client.get(store.keys.legacy("old")) == b"{'python': 'repr'}"
+
+    def test_a_missing_shared_bot_config_is_reported(self, store, redis_client):
+        store.save(make_session("lonely", bot_config={"scenario": ["only mine"]}))
+        redis_client.delete(*redis_client.keys(store.keys.bot_config("*")))
+        with pytest.raises(CorruptSession, match="bot_config"):
+            store.load("lonely")
+
+    def test_redis_down_is_the_stores_error_with_the_url_and_no_password(self):
+        cache = RedisCache(
+            "redis://:hunter2@127.0.0.1:1/0",
+            {
+                "OPTIONS": {
+                    "SOCKET_CONNECT_TIMEOUT": 0.5,
+                    "SERIALIZER": "sessions_app.codec.OrjsonSerializer",
+                }
+            },
+        )
+        down = ConversationStore(cache)
+        with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1") as raised:
+            down.load("c1")
+        assert "hunter2" not in str(raised.value)
+        with pytest.raises(StoreUnavailable):
+            down.append_turns("c1", [{"role": "user"}])
