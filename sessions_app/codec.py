@@ -9,6 +9,7 @@ from decimal import Decimal
 import orjson
 import pyzstd
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 from django_redis.compressors.base import BaseCompressor
 from django_redis.exceptions import CompressorError
 from django_redis.serializers.base import BaseSerializer
@@ -90,3 +91,24 @@ class ZstdCompressor(BaseCompressor):
             return pyzstd.decompress(value)
         except pyzstd.ZstdError as e:
             raise CompressorError(f"corrupt zstd frame: {e}") from e
+
+
+class Codec:
+    """The serializer and compressor of a cache alias's OPTIONS, applied to whole values.
+
+    django-redis's client.decode() first tries int() on every value, which raises for each
+    JSON document; the store decodes many per load, so it uses this directly.
+    """
+
+    def __init__(self, options):
+        self.serializer = import_string(options["SERIALIZER"])(options=options)
+        self.compressor = import_string(options["COMPRESSOR"])(options=options)
+
+    def encode(self, value):
+        return self.compressor.compress(self.serializer.dumps(value))
+
+    def decode(self, raw):
+        try:
+            return self.serializer.loads(self.compressor.decompress(raw))
+        except CompressorError as e:
+            raise CodecError(str(e)) from e

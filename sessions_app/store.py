@@ -15,7 +15,7 @@ from django.core.cache import caches
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from sessions_app.codec import CodecError, canonical_json
+from sessions_app.codec import Codec, CodecError, canonical_json
 from sessions_app.keys import KeyLayout
 from sessions_app.tracing import traced
 
@@ -160,8 +160,10 @@ def _redis_boundary(method):
 class ConversationStore:
     """Loads and writes conversations in the split layout; reads legacy blobs transparently."""
 
-    def __init__(self, cache, *, keys=None, ttl=0, bot_config_cache_size=256):
+    def __init__(self, cache, options, *, keys=None, ttl=0, bot_config_cache_size=256):
+        """``cache`` is a django-redis cache, ``options`` the OPTIONS it was configured with."""
         self.cache = cache
+        self.codec = Codec(options)
         self.keys = keys or KeyLayout()
         self.ttl = ttl
         self.url = _safe_url(cache._server[0] if isinstance(cache._server, list) else cache._server)
@@ -188,7 +190,8 @@ class ConversationStore:
         with traced("robot-v2.load-conversation") as phase:
             phase("redis")
             state_key = self.keys.state(conversation_id)
-            pipe = self.client.pipeline()
+            # No MULTI: the HMGET is atomic on its own and every turn carries its seq.
+            pipe = self.client.pipeline(transaction=False)
             pipe.hmget(state_key, "doc", "rev", "seq", "cfg", "archived")
             if window != 0:
                 pipe.lrange(self.keys.turns(conversation_id), -window if window else 0, -1)
@@ -410,7 +413,7 @@ class ConversationStore:
         }
 
     def _encode(self, value):
-        return self.cache.client.encode(value, allow_int=False)
+        return self.codec.encode(value)
 
     def _encode_turns(self, turns):
         for turn in turns:
@@ -425,7 +428,7 @@ class ConversationStore:
 
     def _decode(self, key, raw):
         try:
-            value = self.cache.client.decode(raw)
+            value = self.codec.decode(raw)
         except CodecError as e:
             raise CorruptSession(key, e) from e
         if not isinstance(value, dict):
@@ -457,8 +460,10 @@ class ConversationStore:
 def get_store():
     """The process's store, built on the cache alias named in ``ROBOTPERF_STORE``."""
     config = settings.ROBOTPERF_STORE
+    alias = config["CACHE_ALIAS"]
     return ConversationStore(
-        caches[config["CACHE_ALIAS"]],
+        caches[alias],
+        settings.CACHES[alias]["OPTIONS"],
         keys=KeyLayout(prefix=config["KEY_PREFIX"], legacy_format=config["LEGACY_KEY_FORMAT"]),
         ttl=config["TTL"],
         bot_config_cache_size=config["BOT_CONFIG_CACHE_SIZE"],

@@ -4,6 +4,7 @@ import json
 import threading
 
 import pytest
+from django.conf import settings
 from django_redis.cache import RedisCache
 
 from sessions_app.codec import CodecError
@@ -251,7 +252,7 @@ class TestLayout:
 
     def test_the_state_doc_holds_neither_history_nor_bot_config(self, store, redis_client):
         store.save(make_session())
-        doc = store.cache.client.decode(redis_client.hget("rp:conv:{c1}:state", "doc"))
+        doc = store.codec.decode(redis_client.hget("rp:conv:{c1}:state", "doc"))
         assert "history" not in doc
         assert "bot_config" not in doc
 
@@ -379,16 +380,9 @@ class TestErrors:
             store.load("lonely")
 
     def test_redis_down_is_the_stores_error_with_the_url_and_no_password(self):
-        cache = RedisCache(
-            "redis://:hunter2@127.0.0.1:1/0",
-            {
-                "OPTIONS": {
-                    "SOCKET_CONNECT_TIMEOUT": 0.5,
-                    "SERIALIZER": "sessions_app.codec.OrjsonSerializer",
-                }
-            },
-        )
-        down = ConversationStore(cache)
+        options = {**settings.CACHES["sessions"]["OPTIONS"], "SOCKET_CONNECT_TIMEOUT": 0.5}
+        cache = RedisCache("redis://:hunter2@127.0.0.1:1/0", {"OPTIONS": options})
+        down = ConversationStore(cache, options)
         with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1") as raised:
             down.load("c1")
         assert "hunter2" not in str(raised.value)
