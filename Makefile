@@ -34,7 +34,7 @@ run: setup
 	$(PY) manage.py create_demo_superuser
 	$(VENV)/bin/honcho start -f Procfile
 
-test: setup
+test: setup lint
 	$(PY) -m pytest
 
 bench: setup
