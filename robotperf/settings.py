@@ -150,6 +150,23 @@ ROBOTPERF_STORE = {
     "BOT_CONFIG_CACHE_SIZE": env_int("STORE_BOT_CONFIG_CACHE_SIZE", 256),
 }
 
+# --- Compaction: when a session is oversized, and what trimming it keeps ---------------------
+ROBOTPERF_COMPACTION = {
+    # A session is oversized above either bound (bytes in Redis, turns in Redis).
+    "MAX_BYTES": env_int("COMPACTION_MAX_BYTES", 1024 * 1024),
+    "MAX_TURNS": env_int("COMPACTION_MAX_TURNS", 500),
+    # Compaction moves the older turns to the database, keeping the last KEEP_TURNS and
+    # the first PINNED (e.g. the system turn) in Redis.
+    "KEEP_TURNS": env_int("COMPACTION_KEEP_TURNS", 100),
+    "PINNED": env_int("COMPACTION_PINNED", 0),
+    # Seconds without a write after which a whole session moves to the database; 0 never.
+    "IDLE_ARCHIVE_AFTER": env_int("COMPACTION_IDLE_ARCHIVE_AFTER", 0),
+    "BATCH_SIZE": env_int("COMPACTION_BATCH_SIZE", 500),
+    # The task's hard time limit, and its lock's expiry (longer, so runs never overlap).
+    "TIME_LIMIT": env_int("COMPACTION_TIME_LIMIT", 10 * 60),
+    "LOCK_TIMEOUT": env_int("COMPACTION_LOCK_TIMEOUT", 11 * 60),
+}
+
 # --- Celery -----------------------------------------------------------------------------
 _redis_db = int(urlsplit(REDIS_URL).path.strip("/") or 0)
 CELERY_BROKER_URL = os.environ.get(
@@ -164,6 +181,31 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Phonemes ---------------------------------------------------------------------------
+# The G2P service the similarity tool asks; `make run` starts the reference one on port 8001.
+PHONEME_URL = os.environ.get("PHONEME_URL", "http://127.0.0.1:8001")
+ROBOTPERF_PHONEMES = {
+    # Part of every cache key: changing it (a new G2P model) starts a fresh cache.
+    "SERVICE_VERSION": os.environ.get("PHONEME_SERVICE_VERSION", "espeak-ng"),
+    "CONNECT_TIMEOUT": float(os.environ.get("PHONEME_CONNECT_TIMEOUT", "1")),
+    "READ_TIMEOUT": float(os.environ.get("PHONEME_READ_TIMEOUT", "5")),
+    "RETRIES": env_int("PHONEME_RETRIES", 2),
+    "BACKOFF": float(os.environ.get("PHONEME_BACKOFF", "0.05")),
+    "POOL_SIZE": env_int("PHONEME_POOL_SIZE", 10),
+    "KEEPALIVE": float(os.environ.get("PHONEME_KEEPALIVE", "30")),
+    "MAX_TEXT_LENGTH": env_int("PHONEME_MAX_TEXT_LENGTH", 1000),
+    # Tier 1, in each process: bounded by entries and by bytes, whichever is reached first.
+    "TIER1_MAX_ENTRIES": env_int("PHONEME_TIER1_MAX_ENTRIES", 100_000),
+    "TIER1_MAX_BYTES": env_int("PHONEME_TIER1_MAX_BYTES", 32 * 1024 * 1024),
+    # Seconds between writes of hit counts and last-used times to the database.
+    "TOUCH_INTERVAL": float(os.environ.get("PHONEME_TOUCH_INTERVAL", "60")),
+    # Tier 2 eviction (the daily task and `manage.py evict_phoneme_cache`).
+    "EVICT_OLDER_THAN_DAYS": env_int("PHONEME_EVICT_OLDER_THAN_DAYS", 30),
+    "EVICT_MAX_ROWS": env_int("PHONEME_EVICT_MAX_ROWS", 1_000_000),
+    "EVICT_MAX_BYTES": env_int("PHONEME_EVICT_MAX_BYTES", 512 * 1024 * 1024),
+    "EVICT_BATCH": env_int("PHONEME_EVICT_BATCH", 1000),
+}
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

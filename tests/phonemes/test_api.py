@@ -1,0 +1,51 @@
+"""The similarity JSON endpoint, end to end through Django and the real phoneme server."""
+
+import pytest
+
+from phonemes.client import get_client
+from tests.phonemes.conftest import dead_url
+
+URL = "/api/phonemes/similarity"
+pytestmark = pytest.mark.django_db
+
+
+def test_scores_two_texts(client, phoneme_settings):
+    response = client.post(
+        URL, {"text_1": "cat", "text_2": "bat", "lang": "en"}, content_type="application/json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["score"] == pytest.approx(2 / 3)
+    assert (body["phonemes_1"], body["phonemes_2"]) == (["k", "a", "t"], ["b", "a", "t"])
+    assert body["cached"] is False
+    assert response["Server-Timing"].startswith("app;dur=")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{nope", "JSON"),
+        ("[]", "JSON object"),
+        ('{"text_1": "cat"}', "must be strings"),
+        ('{"text_1": "cat", "text_2": "   "}', "empty"),
+        ('{"text_1": "cat", "text_2": "bat", "lang": "x y"}', "language code"),
+        ('{"text_1": "cat", "text_2": "bat", "lang": "xx"}', "unknown language"),
+    ],
+)
+def test_bad_input_is_a_400(client, phoneme_settings, body, message):
+    response = client.post(URL, body, content_type="application/json")
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_service_down_is_a_502_naming_the_service(client, settings):
+    settings.PHONEME_URL = dead_url()
+    settings.ROBOTPERF_PHONEMES = {**settings.ROBOTPERF_PHONEMES, "BACKOFF": 0.01}
+    response = client.post(URL, {"text_1": "cat", "text_2": "bat"}, content_type="application/json")
+    assert response.status_code == 502
+    assert settings.PHONEME_URL in response.json()["error"]
+    get_client().close()
+
+
+def test_only_post(client):
+    assert client.get(URL).status_code == 405

@@ -1,0 +1,81 @@
+"""The eviction task in a real Celery worker (in-thread, Redis broker), with its lock, and
+the daily schedule the data migration creates."""
+
+import importlib
+import uuid
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.apps import apps as django_apps
+from django_celery_beat.models import PeriodicTask
+
+from phonemes.tasks import evict_stale_phoneme_cache
+from robotperf.celery import app as celery_app
+from robotperf.locks import exclusive
+from tests.phonemes.test_services import make_entry, remaining
+
+schedule_migration = importlib.import_module("phonemes.migrations.0002_daily_eviction_schedule")
+
+
+@pytest.fixture
+def queue():
+    """A queue of this test's own, so no other worker on the broker takes its tasks."""
+    return f"phonemes-test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def worker(transactional_db, queue):
+    with start_worker(
+        celery_app, pool="threads", concurrency=2, perform_ping_check=False, queues=[queue]
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def limits(settings):
+    settings.ROBOTPERF_PHONEMES = {
+        **settings.ROBOTPERF_PHONEMES,
+        "EVICT_OLDER_THAN_DAYS": 30,
+        "EVICT_MAX_ROWS": 2,
+        "EVICT_BATCH": 2,
+    }
+
+
+def run(queue):
+    return evict_stale_phoneme_cache.apply_async(queue=queue).get(timeout=20)
+
+
+def test_evicts_in_a_worker_and_a_second_run_finds_nothing(worker, queue, limits):
+    for days in (1, 2, 3, 40):
+        make_entry(f"t{days}", days_ago=days)
+    first = run(queue)
+    assert (first["status"], first["expired_rows"], first["lru_rows"]) == ("done", 1, 1)
+    assert remaining() == ["t1", "t2"]
+    second = run(queue)
+    assert (second["status"], second["expired_rows"], second["lru_rows"]) == ("done", 0, 0)
+    assert remaining() == ["t1", "t2"]
+
+
+def test_a_run_while_another_holds_the_lock_skips(worker, queue, limits):
+    make_entry("stale", days_ago=400)
+    with exclusive("evict-phoneme-cache", timeout=60) as acquired:
+        assert acquired
+        results = [evict_stale_phoneme_cache.apply_async(queue=queue) for _ in range(2)]
+        assert [r.get(timeout=20) for r in results] == [{"status": "skipped: already running"}] * 2
+        assert remaining() == ["stale"]
+    assert run(queue)["expired_rows"] == 1
+    assert remaining() == []
+
+
+def test_task_declares_its_limits():
+    assert evict_stale_phoneme_cache.acks_late is True
+    assert 0 < evict_stale_phoneme_cache.soft_time_limit < evict_stale_phoneme_cache.time_limit
+
+
+@pytest.mark.django_db
+def test_the_daily_schedule_is_created_once():
+    schedule_migration.create_schedule(django_apps, None)
+    schedule_migration.create_schedule(django_apps, None)
+    task = PeriodicTask.objects.get(task="phonemes.tasks.evict_stale_phoneme_cache")
+    assert task.enabled
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("30", "3", "*")
