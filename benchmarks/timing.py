@@ -25,8 +25,30 @@ def measure(fn, *, repeat=200, warmup=10):
         start = clock()
         fn()
         samples.append(clock() - start)
-    samples.sort()
-    return Timing(statistics.median(samples), samples[int(0.95 * (len(samples) - 1))], repeat)
+    return summarize(samples)
+
+
+def measure_together(calls, *, rounds, warmup=1):
+    """Time operations in alternation, so a noisy machine slows them all alike.
+
+    ``calls`` maps a name to ``(fn, calls per round)``; returns a Timing per name.
+    """
+    samples = {name: [] for name in calls}
+    clock = time.perf_counter
+    for round_ in range(warmup + rounds):
+        for name, (fn, times) in calls.items():
+            for _ in range(times):
+                start = clock()
+                fn()
+                elapsed = clock() - start
+                if round_ >= warmup:
+                    samples[name].append(elapsed)
+    return {name: summarize(runs) for name, runs in samples.items()}
+
+
+def summarize(samples):
+    samples = sorted(samples)
+    return Timing(statistics.median(samples), samples[int(0.95 * (len(samples) - 1))], len(samples))
 
 
 def verdict(ok):
