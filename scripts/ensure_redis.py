@@ -49,7 +49,9 @@ def main(url, var_dir):
         return 1
     binary = redis_server_binary()
     if binary is None:
-        print("no redis-server: install it with 'sudo apt-get install redis-server'", file=sys.stderr)
+        print(
+            "no redis-server: install it with: sudo apt-get install redis-server", file=sys.stderr
+        )
         return 1
     data_dir = os.path.join(var_dir, "redis")
     os.makedirs(data_dir, exist_ok=True)
@@ -64,7 +66,8 @@ def main(url, var_dir):
             print(f"started redis-server on {host}:{port} (data in {data_dir})", file=sys.stderr)
             return 0
         time.sleep(0.1)
-    print(f"redis-server did not answer on {host}:{port}; see {data_dir}/redis.log", file=sys.stderr)
+    log = os.path.join(data_dir, "redis.log")
+    print(f"redis-server did not answer on {host}:{port}; see {log}", file=sys.stderr)
     return 1
 
 

@@ -6,7 +6,10 @@ each write is one Lua script that also updates both indexes and the TTL of all i
 
 import functools
 import hashlib
+import itertools
+import operator
 import time
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -182,7 +185,8 @@ class ConversationStore:
     def load(self, conversation_id, window=20):
         """The conversation as the robot has always seen it, with the last ``window`` turns.
 
-        ``window=None`` returns every turn still in Redis. Returns None when there is none.
+        ``window=None`` returns every turn, archived ones first; the database is read only
+        when the window reaches past the turns still in Redis. Returns None when there is none.
         The bot_config is shared between loads: treat it as read-only.
         """
         _check_cid(conversation_id)
@@ -205,6 +209,9 @@ class ConversationStore:
             session = self._decode(state_key, doc)
             history = [self._decode_turn(state_key, item) for item in items[0]] if items else []
             bot_config = None if cfg is None else self._bot_config(cfg.decode())
+            if archived not in (None, b"0") and self._reaches_archive(history, int(seq), window):
+                phase("archive")
+                history = self._with_archive(conversation_id, history, int(seq), window)
             phase("assemble")
             if bot_config is not None:
                 session["bot_config"] = bot_config
@@ -454,6 +461,386 @@ class ConversationStore:
         if raw is None:
             raise CorruptSession(key, "the shared bot_config is missing")
         return self._decode(key, raw)
+
+    # --- operations (trim, compaction, indexes) ---
+
+    # KEYS: state, turns. ARGV: pinned, keep, batch. The turns a trim would move next: at most
+    # `batch` after the first `pinned`, never one of the last `keep`; nil when there is no state.
+    _HEAD_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local first = tonumber(ARGV[1])
+local stop = math.min(first + tonumber(ARGV[3]), redis.call('LLEN', KEYS[2]) - tonumber(ARGV[2]))
+if stop <= first then return {} end
+return redis.call('LRANGE', KEYS[2], first, stop - 1)
+"""
+    # KEYS: state, turns. ARGV: pinned, keep. How many turns, and bytes, a trim would move.
+    _MEASURE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local items = redis.call('LRANGE', KEYS[2], ARGV[1], -tonumber(ARGV[2]) - 1)
+local bytes = 0
+for _, item in ipairs(items) do bytes = bytes + #item end
+return {#items, bytes}
+"""
+    # KEYS: state, turns, index_bytes. ARGV: cid, span, seqs... Removes, among the first `span`
+    # items, exactly those whose seq was copied to the archive: appends land at the tail and a
+    # concurrent trim's removals only shift items left, so they are all still in that span.
+    # Items removed by another trim are simply not found, so nothing is removed twice.
+    _REMOVE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local copied = {}
+for i = 3, #ARGV do copied[ARGV[i]] = true end
+local removed, freed = 0, 0
+for i, item in ipairs(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)) do
+  local seq = string.match(item, '^(%d+)|')
+  if seq and copied[seq] then
+    redis.call('LSET', KEYS[2], i - 1, '~archived')
+    removed = removed + 1
+    freed = freed + #item
+  end
+end
+if removed == 0 then return {0, 0} end
+redis.call('LREM', KEYS[2], removed, '~archived')
+redis.call('HINCRBY', KEYS[1], 'archived', removed)
+redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[1], 'bytes', -freed), ARGV[1])
+return {removed, freed}
+"""
+    # KEYS: state, turns, index_bytes, index_seen. ARGV: cid, rev, seq. Deletes a session that
+    # was archived whole, unless a write (which moves rev or seq) came after it was read.
+    _DROP_ARCHIVED_SCRIPT = """
+local cur = redis.call('HMGET', KEYS[1], 'rev', 'seq')
+if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[3] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+"""
+    # KEYS: state, turns, index_bytes. ARGV: cid, old doc, new doc, then old/new item pairs.
+    # Swaps in values re-encoded with the current codec, each only if it is still unchanged.
+    _REENCODE_SCRIPT = """
+local delta = 0
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'doc') == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'doc', ARGV[3])
+  delta = #ARGV[3] - #ARGV[2]
+end
+for i = 4, #ARGV, 2 do
+  local at = redis.call('LPOS', KEYS[2], ARGV[i], 'RANK', -1)
+  if at then
+    redis.call('LSET', KEYS[2], at, ARGV[i + 1])
+    delta = delta + #ARGV[i + 1] - #ARGV[i]
+  end
+end
+if delta ~= 0 then
+  redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[1], 'bytes', delta), ARGV[1])
+end
+return delta
+"""
+    # KEYS: index_bytes, index_seen, state keys... ARGV: now, cids... Indexes each session
+    # that has a state, keeping a known last-write time.
+    _INDEX_SCRIPT = """
+local indexed = 0
+for i = 2, #ARGV do
+  local bytes = redis.call('HGET', KEYS[i + 1], 'bytes')
+  if bytes then
+    redis.call('ZADD', KEYS[1], bytes, ARGV[i])
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[i])
+    indexed = indexed + 1
+  end
+end
+return indexed
+"""
+    # KEYS: index_bytes, index_seen, state keys... ARGV: cids... Drops the index entries of
+    # sessions whose state is gone (expired or deleted by other code).
+    _PRUNE_SCRIPT = """
+local pruned = 0
+for i = 1, #ARGV do
+  if redis.call('EXISTS', KEYS[i + 2]) == 0 then
+    pruned = pruned + redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+  end
+end
+return pruned
+"""
+
+    def _script(self, source):
+        # Registered on first use: most processes never run an operation.
+        scripts = self.__dict__.setdefault("_op_scripts", {})
+        if source not in scripts:
+            scripts[source] = self.client.register_script(source)
+        return scripts[source]
+
+    def _reaches_archive(self, history, seq, window):
+        """Whether the last ``window`` turns are not all among those read from Redis."""
+        wanted = seq if window is None else min(window, seq)
+        return len(history) < wanted or (bool(history) and history[0]["seq"] != seq - wanted)
+
+    def _with_archive(self, conversation_id, history, seq, window):
+        # Imported on use: this module is imported before Django's apps are ready.
+        from sessions_app.selectors import archived_turns
+
+        first = 0 if window is None else max(seq - window, 0)
+        in_redis = {turn["seq"] for turn in history}
+        merged = [
+            t for t in archived_turns(conversation_id, from_seq=first) if t["seq"] not in in_redis
+        ]
+        merged += [turn for turn in history if turn["seq"] >= first]
+        # Pinned turns stay at the head in Redis, so the two parts can interleave.
+        merged.sort(key=operator.itemgetter("seq"))
+        return merged
+
+    @_redis_boundary
+    def next_seq(self, conversation_id):
+        """The seq the next appended turn will get."""
+        seq = self.client.hget(self.keys.state(_check_cid(conversation_id)), "seq")
+        if seq is None:
+            raise SessionNotFound(conversation_id)
+        return int(seq)
+
+    @_redis_boundary
+    def trim_candidates(self, conversation_id, *, keep, pinned, batch, below):
+        """Up to ``batch`` decoded turns, each with a seq under ``below``, that trimming to
+        ``keep`` (after the first ``pinned``) would move."""
+        _check_cid(conversation_id)
+        keys = [self.keys.state(conversation_id), self.keys.turns(conversation_id)]
+        items = self._script(self._HEAD_SCRIPT)(keys=keys, args=[pinned, keep, batch])
+        if items is None:
+            raise SessionNotFound(conversation_id)
+        turns = (self._decode_turn(keys[0], item) for item in items)
+        return [turn for turn in turns if turn["seq"] < below]
+
+    @_redis_boundary
+    def measure_trim(self, conversation_id, *, keep, pinned):
+        """(turns, bytes) a trim to ``keep`` after ``pinned`` would move, measured in Redis."""
+        _check_cid(conversation_id)
+        keys = [self.keys.state(conversation_id), self.keys.turns(conversation_id)]
+        measured = self._script(self._MEASURE_SCRIPT)(keys=keys, args=[pinned, keep])
+        if measured is None:
+            raise SessionNotFound(conversation_id)
+        return tuple(measured)
+
+    @_redis_boundary
+    def remove_archived(self, conversation_id, seqs, *, pinned):
+        """Remove the turns ``seqs``, already copied to the archive; returns (removed, bytes)."""
+        _check_cid(conversation_id)
+        keys = [self.keys.state(conversation_id), self.keys.turns(conversation_id)]
+        args = [conversation_id, pinned + len(seqs), *seqs]
+        removed, freed = self._script(self._REMOVE_SCRIPT)(
+            keys=[*keys, self.keys.index_bytes], args=args
+        )
+        return removed, freed
+
+    @_redis_boundary
+    def session_sizes(self, conversation_ids):
+        """A SessionSize per id, in order; ``exists`` is False where the state is gone."""
+        conversation_ids = [_check_cid(cid) for cid in conversation_ids]
+        if not conversation_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for cid in conversation_ids:
+            pipe.hget(self.keys.state(cid), "bytes")
+            pipe.llen(self.keys.turns(cid))
+        pipe.zmscore(self.keys.index_seen, conversation_ids)
+        *replies, seen = pipe.execute()
+        return [
+            SessionSize(
+                cid,
+                int(replies[2 * i] or 0),
+                replies[2 * i + 1],
+                seen[i],
+                replies[2 * i] is not None,
+            )
+            for i, cid in enumerate(conversation_ids)
+        ]
+
+    @_redis_boundary
+    def scan_index(self, cursor=0, *, batch=500):
+        """One ZSCAN step of the bytes index: (next cursor, 0 at the end; a SessionSize each).
+
+        As with any SCAN, a member may come twice while the set is being rehashed.
+        """
+        cursor, members = self.client.zscan(self.keys.index_bytes, cursor, count=batch)
+        return cursor, self.session_sizes([member.decode() for member, _ in members])
+
+    @_redis_boundary
+    def index_entries(self):
+        """Every (conversation id, bytes) of the bytes index, smallest first."""
+        entries = self.client.zrange(self.keys.index_bytes, 0, -1, withscores=True)
+        return [(cid.decode(), int(size)) for cid, size in entries]
+
+    @_redis_boundary
+    def bot_config_digests(self, conversation_ids):
+        """The bot_config digest of each conversation (None where it has none), in order."""
+        pipe = self.client.pipeline(transaction=False)
+        for cid in conversation_ids:
+            pipe.hget(self.keys.state(cid), "cfg")
+        return [None if d is None else d.decode() for d in pipe.execute()]
+
+    @_redis_boundary
+    def prune_index(self, conversation_ids):
+        """Drop index entries whose session is gone; returns how many were dropped."""
+        if not conversation_ids:
+            return 0
+        keys = [self.keys.index_bytes, self.keys.index_seen]
+        keys += [self.keys.state(cid) for cid in conversation_ids]
+        return self._script(self._PRUNE_SCRIPT)(keys=keys, args=conversation_ids)
+
+    @_redis_boundary
+    def rebuild_indexes(self, *, batch=500):
+        """Index every state key found by SCAN, then prune entries whose state is gone."""
+        indexed = pruned = 0
+        found = self.client.scan_iter(match=self.keys.state_pattern, count=batch)
+        for keys in itertools.batched(found, batch):
+            cids = [self.keys.cid_from_state(key.decode()) for key in keys]
+            indexed += self._script(self._INDEX_SCRIPT)(
+                keys=[self.keys.index_bytes, self.keys.index_seen, *keys], args=[time.time(), *cids]
+            )
+        cursor = None
+        while cursor != 0:
+            cursor, sizes = self.scan_index(cursor or 0, batch=batch)
+            pruned += self.prune_index([size.conversation_id for size in sizes if not size.exists])
+        return {"indexed": indexed, "pruned": pruned}
+
+    @_redis_boundary
+    def scan_legacy(self, cursor=0, *, batch=500):
+        """One SCAN step over the legacy blobs: (next cursor, 0 at the end; their ids)."""
+        cursor, keys = self.client.scan(cursor, match=self.keys.legacy_pattern, count=batch)
+        return cursor, [self.keys.cid_from_legacy(key.decode()) for key in keys]
+
+    @_redis_boundary
+    def is_legacy(self, conversation_id):
+        """Whether a legacy blob is stored for this conversation."""
+        return bool(self.client.exists(self.keys.legacy(_check_cid(conversation_id))))
+
+    @_redis_boundary
+    def migrate_legacy(self, conversation_id):
+        """Move a legacy blob to the split layout; True when one was moved."""
+        _check_cid(conversation_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.keys.legacy(conversation_id))
+        pipe.exists(self.keys.state(conversation_id))
+        legacy, split = pipe.execute()
+        return bool(legacy and not split) and self._migrate_legacy(conversation_id)
+
+    @_redis_boundary
+    def reencode(self, conversation_id):
+        """Re-encode the state doc and the turns in Redis with the current codec; bytes saved."""
+        _check_cid(conversation_id)
+        state_key, turns_key = self.keys.state(conversation_id), self.keys.turns(conversation_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(state_key, "doc")
+        pipe.lrange(turns_key, 0, -1)
+        doc, items = pipe.execute()
+        if doc is None:
+            raise SessionNotFound(conversation_id)
+        new_doc = self._encode(self._decode(state_key, doc))
+        args = [conversation_id, *((doc, new_doc) if new_doc != doc else ("", ""))]
+        for item in items:
+            turn = self._decode_turn(state_key, item)
+            new_item = b"%d|%s" % (turn["seq"], self._encode_turns([turn])[0])
+            if new_item != item:
+                args += [item, new_item]
+        if args[1:] == ["", ""]:
+            return 0
+        keys = [state_key, turns_key, self.keys.index_bytes]
+        return -self._script(self._REENCODE_SCRIPT)(keys=keys, args=args)
+
+    @_redis_boundary
+    def snapshot(self, conversation_id):
+        """The whole session as it is in Redis, every turn decoded, with its rev and next seq."""
+        _check_cid(conversation_id)
+        state_key = self.keys.state(conversation_id)
+        pipe = self.client.pipeline()
+        pipe.hgetall(state_key)
+        pipe.lrange(self.keys.turns(conversation_id), 0, -1)
+        pipe.zscore(self.keys.index_seen, conversation_id)
+        state, items, seen = pipe.execute()
+        if not state:
+            raise SessionNotFound(conversation_id)
+        session = self._decode(state_key, state[b"doc"])
+        if b"cfg" in state:
+            session["bot_config"] = self._bot_config(state[b"cfg"].decode())
+        session["history"] = [self._decode_turn(state_key, item) for item in items]
+        return Snapshot(session, int(state[b"rev"]), int(state[b"seq"]), int(state[b"bytes"]), seen)
+
+    @_redis_boundary
+    def drop_archived(self, conversation_id, *, rev, seq):
+        """Delete a session archived whole, unless it was written since; True when deleted."""
+        keys = [
+            self.keys.state(conversation_id),
+            self.keys.turns(conversation_id),
+            self.keys.index_bytes,
+            self.keys.index_seen,
+        ]
+        return bool(
+            self._script(self._DROP_ARCHIVED_SCRIPT)(keys=keys, args=[conversation_id, rev, seq])
+        )
+
+    @_redis_boundary
+    def restore(self, session, *, rev, next_seq, turns):
+        """Put an archived session back with its ``rev``, its seq counter and some of its turns.
+
+        Refuses, with StoreError, when the conversation is already in Redis.
+        """
+        cid = _check_cid(session.get("conversation_id"))
+        state_key, turns_key = self.keys.state(cid), self.keys.turns(cid)
+        doc = self._encode({k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS})
+        digest, cfg = self._encode_bot_config(session.get("bot_config"))
+        items = [
+            b"%d|%s" % (t["seq"], item)
+            for t, item in zip(turns, self._encode_turns(turns), strict=True)
+        ]
+        fields = {
+            "doc": doc,
+            "rev": rev,
+            "seq": next_seq,
+            "archived": next_seq - len(items),
+            "bytes": len(doc) + sum(map(len, items)),
+        }
+        with self.client.pipeline() as pipe:
+            pipe.watch(state_key, self.keys.legacy(cid))
+            if pipe.exists(state_key, self.keys.legacy(cid)):
+                raise StoreError(f"conversation {cid!r} is already in Redis")
+            pipe.multi()
+            if digest:
+                fields["cfg"] = digest
+                pipe.set(self.keys.bot_config(digest), cfg, nx=True)
+            pipe.hset(state_key, mapping=fields)
+            pipe.delete(turns_key)
+            if items:
+                pipe.rpush(turns_key, *items)
+            pipe.zadd(self.keys.index_bytes, {cid: fields["bytes"]})
+            pipe.zadd(self.keys.index_seen, {cid: time.time()})
+            if self.ttl:
+                for key in (
+                    state_key,
+                    turns_key,
+                    *([self.keys.bot_config(digest)] if digest else []),
+                ):
+                    pipe.expire(key, self.ttl)
+            try:
+                pipe.execute()
+            except redis.WatchError as e:
+                raise StoreError(f"conversation {cid!r} was written while it was restored") from e
+        return fields["bytes"]
+
+
+class SessionSize(NamedTuple):
+    """A session's size in Redis, as the operations scan it."""
+
+    conversation_id: str
+    bytes: int
+    turns: int
+    seen: float | None
+    exists: bool
+
+
+class Snapshot(NamedTuple):
+    """A whole session read for archiving, with what a later write would change."""
+
+    session: dict
+    rev: int
+    next_seq: int
+    bytes: int
+    seen: float | None
 
 
 @functools.cache

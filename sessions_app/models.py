@@ -1,0 +1,87 @@
+"""The database archive of the conversation store: turns trimmed from Redis, and idle sessions.
+
+Redis holds the hot set; these tables keep the rest, so `store.load(window=None)` sees it all.
+"""
+
+from django.db import connections, models
+from django.utils import timezone
+
+
+class ArchivedTurnQuerySet(models.QuerySet):
+    def of_conversation(self, conversation_id, *, from_seq=0):
+        """The archived turns of one conversation from ``from_seq`` on, oldest first."""
+        return self.filter(conversation_id=conversation_id, seq__gte=from_seq).order_by("seq")
+
+    def add_missing(self, conversation_id, rows):
+        """Insert (seq, role, turn, turned_at) rows; those already archived are left as they are.
+
+        One executemany instead of bulk_create, which prepares every value of every row in
+        Python and made the archive the slowest step of compaction. ON CONFLICT DO NOTHING
+        (SQLite and PostgreSQL) keeps a repeated copy from adding anything.
+        """
+        connection = connections[self.db]
+        ops, quote = connection.ops, connection.ops.quote_name
+        columns = ("conversation_id", "seq", "role", "turn", "turned_at", "archived_at")
+        sql = (
+            f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(map(quote, columns))}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) "
+            "ON CONFLICT (conversation_id, seq) DO NOTHING"
+        )
+        now = ops.adapt_datetimefield_value(timezone.now())
+        params = [
+            (
+                conversation_id,
+                seq,
+                role,
+                ops.adapt_json_value(turn, None),
+                ops.adapt_datetimefield_value(turned_at),
+                now,
+            )
+            for seq, role, turn, turned_at in rows
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+
+
+class ArchivedTurn(models.Model):
+    """One history turn moved out of Redis; (conversation_id, seq) names it once and for all."""
+
+    conversation_id = models.CharField(max_length=255)
+    seq = models.PositiveBigIntegerField()
+    role = models.CharField(max_length=32, blank=True)
+    turn = models.JSONField(help_text="The turn as the robot stored it, without its seq.")
+    turned_at = models.DateTimeField(null=True, blank=True, help_text="The turn's own time.")
+    archived_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ArchivedTurnQuerySet.as_manager()
+
+    class Meta:
+        # The unique index also serves "all turns of a conversation in order".
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation_id", "seq"], name="archived_turn_conversation_seq"
+            )
+        ]
+        ordering = ["conversation_id", "seq"]
+
+    def __str__(self):
+        return f"{self.conversation_id} #{self.seq}"
+
+
+class ArchivedSession(models.Model):
+    """A whole session moved out of Redis after it stayed idle; its turns are ArchivedTurns."""
+
+    conversation_id = models.CharField(max_length=255, unique=True)
+    bot_id = models.CharField(max_length=255, blank=True, db_index=True)
+    state = models.JSONField(help_text="The session without its history, bot_config included.")
+    rev = models.PositiveBigIntegerField()
+    next_seq = models.PositiveBigIntegerField(help_text="The seq the next appended turn gets.")
+    bytes = models.PositiveBigIntegerField(help_text="Its size in Redis when it was archived.")
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-archived_at"]
+
+    def __str__(self):
+        return self.conversation_id

@@ -1,0 +1,485 @@
+"""Business rules of the conversation store: seeding, trimming, compaction.
+
+Admin views, commands and tasks call these; each function is one operation on the store.
+"""
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from operator import attrgetter
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from sessions_app import demo
+from sessions_app.models import ArchivedSession, ArchivedTurn
+from sessions_app.selectors import archived_turns
+from sessions_app.store import (
+    CorruptSession,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+    get_store,
+)
+
+# Legacy blobs go out in pipelines of about this many bytes: few round trips, bounded memory.
+SEED_BATCH_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    conversation_ids: list[str]
+    skipped: bool = False
+
+
+def seed_sessions(
+    *,
+    count: int,
+    steps: int,
+    turns: int,
+    legacy: bool = False,
+    if_empty: bool = False,
+    prefix: str = "demo-",
+    start: int = 0,
+    seed: int = demo.DEFAULT_SEED,
+) -> SeedResult:
+    """Write ``count`` demo sessions numbered from ``start``, through the store or as legacy blobs.
+
+    Legacy blobs are stdlib JSON at the legacy key, as the robot wrote them; the store reads
+    them transparently. With ``if_empty``, nothing is written when the store holds any session.
+    """
+    if min(count, turns, start) < 0 or steps < 1:
+        raise ValueError(
+            f"count, turns and start must be >= 0 and steps >= 1 "
+            f"(got count={count}, steps={steps}, turns={turns}, start={start})"
+        )
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise ValueError(f"prefix must be non-empty and without braces, got {prefix!r}")
+    store = get_store()
+    indexes = range(start, start + count)
+    try:
+        if if_empty and _has_sessions(store):
+            return SeedResult([], skipped=True)
+        sessions = (
+            demo.make_session(i, steps=steps, turns=turns, seed=seed, prefix=prefix)
+            for i in indexes
+        )
+        if legacy:
+            _write_legacy(store, sessions)
+        else:
+            for session in sessions:
+                store.save(session)
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        raise StoreUnavailable(f"Redis at {store.url} is unreachable: {e}") from e
+    return SeedResult([f"{prefix}{i:06d}" for i in indexes])
+
+
+def _has_sessions(store):
+    if store.client.zcard(store.keys.index_bytes):
+        return True
+    legacy_keys = store.client.scan_iter(match=store.keys.legacy_pattern, count=1000)
+    return next(legacy_keys, None) is not None
+
+
+def _write_legacy(store, sessions):
+    pipe = store.client.pipeline(transaction=False)
+    pending = 0
+    for session in sessions:
+        blob = json.dumps(session)
+        pipe.set(store.keys.legacy(session["conversation_id"]), blob, ex=store.ttl or None)
+        pending += len(blob)
+        if pending >= SEED_BATCH_BYTES:
+            pipe.execute()
+            pending = 0
+    pipe.execute()
+
+
+# --- trim, compaction, archive ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompactionPolicy:
+    """What "oversized" means and what compaction keeps; defaults in ``ROBOTPERF_COMPACTION``."""
+
+    max_bytes: int
+    """A session with more bytes than this in Redis is oversized."""
+    max_turns: int
+    """A session with more turns than this in Redis is oversized."""
+    keep_turns: int
+    """Compaction keeps the last this many turns in Redis and archives the others."""
+    pinned: int = 0
+    """The first this many turns (e.g. the system turn) stay in Redis too."""
+    idle_archive_after: int = 0
+    """Seconds without a write after which a whole session moves to the database; 0 never."""
+    batch_size: int = 500
+    """Sessions per index scan step, and turns per archive step."""
+
+    def __post_init__(self):
+        for name in ("max_bytes", "max_turns", "keep_turns", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("pinned", "idle_archive_after"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.keep_turns > self.max_turns:
+            raise ValueError(
+                f"keep_turns ({self.keep_turns}) must not be larger than max_turns "
+                f"({self.max_turns})"
+            )
+
+    @classmethod
+    def from_settings(cls, **overrides):
+        """The policy in settings, with the ``overrides`` that are not None."""
+        config = settings.ROBOTPERF_COMPACTION
+        values = {
+            "max_bytes": config["MAX_BYTES"],
+            "max_turns": config["MAX_TURNS"],
+            "keep_turns": config["KEEP_TURNS"],
+            "pinned": config["PINNED"],
+            "idle_archive_after": config["IDLE_ARCHIVE_AFTER"],
+            "batch_size": config["BATCH_SIZE"],
+        }
+        values.update((name, value) for name, value in overrides.items() if value is not None)
+        return cls(**values)
+
+    def is_oversized(self, size):
+        return size.bytes > self.max_bytes or size.turns > self.max_turns
+
+    def is_idle(self, size, now):
+        # A session missing from the seen index has no known last write: never idle.
+        if not self.idle_archive_after or size.seen is None:
+            return False
+        return size.seen < now - self.idle_archive_after
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrimResult:
+    conversation_id: str
+    turns_archived: int
+    bytes_freed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompactResult:
+    conversation_id: str
+    action: str
+    """trimmed, archived, migrated, re-encoded or unchanged; with "would" before in a dry run."""
+    bytes_before: int = 0
+    bytes_after: int = 0
+    turns_archived: int = 0
+
+
+@dataclass(kw_only=True)
+class CompactReport:
+    dry_run: bool = False
+    scanned: int = 0
+    oversized: int = 0
+    idle: int = 0
+    migrated: int = 0
+    compacted: int = 0
+    archived_sessions: int = 0
+    turns_archived: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    pruned: int = 0
+    """Index entries of sessions that are gone (expired or deleted by other code)."""
+    indexes: dict | None = None
+    """What ``rebuild_indexes`` did, when it was asked for."""
+    skipped: list[dict] = field(default_factory=list)
+    """{conversation_id, reason}: corrupt, gone, or written during an idle archive."""
+    failed: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, result):
+        self.bytes_before += result.bytes_before
+        self.bytes_after += result.bytes_after
+        self.turns_archived += result.turns_archived
+        if result.action.endswith("archived"):
+            self.archived_sessions += 1
+        elif not result.action.endswith("unchanged"):
+            self.compacted += 1
+
+    def skip(self, conversation_id, reason):
+        self.skipped.append({"conversation_id": conversation_id, "reason": str(reason)})
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class SessionBusy(StoreError):
+    def __init__(self, conversation_id):
+        super().__init__(f"conversation {conversation_id!r} was written while it was archived")
+
+
+def trim_history(
+    conversation_id: str, *, keep: int, pinned: int = 0, batch_size: int = 500
+) -> TrimResult:
+    """Move the turns before the last ``keep`` (after the first ``pinned``) to the archive.
+
+    Each batch is copied to the database first, then exactly the copied turns are removed
+    from Redis, checked atomically there: a turn appended meanwhile stays, a concurrent trim
+    never removes a turn twice, and a run that stops between the two steps is repaired by the
+    next one (the copy ignores rows already archived).
+    """
+    if keep < 0 or pinned < 0 or batch_size < 1:
+        raise ValueError(f"keep and pinned must be >= 0, batch_size >= 1 (got {keep}, {pinned})")
+    store = get_store()
+    # Turns appended after the trim started are left to the next one: a busy session would
+    # otherwise keep it running for as long as the appends go on.
+    below = store.next_seq(conversation_id) - keep
+    archived = freed = 0
+    while turns := store.trim_candidates(
+        conversation_id, keep=keep, pinned=pinned, batch=batch_size, below=below
+    ):
+        archive_turns(conversation_id=conversation_id, turns=turns)
+        removed, size = store.remove_archived(
+            conversation_id, [turn["seq"] for turn in turns], pinned=pinned
+        )
+        archived += removed
+        freed += size
+        if len(turns) < batch_size:  # that was the last batch: spare a round trip
+            break
+    return TrimResult(conversation_id=conversation_id, turns_archived=archived, bytes_freed=freed)
+
+
+def archive_turns(*, conversation_id: str, turns: list[dict]) -> None:
+    """Copy turns (each with its seq) to the archive; rows already there are left as they are."""
+    rows = [
+        (
+            turn["seq"],
+            str(turn.get("role", ""))[:32],
+            {k: v for k, v in turn.items() if k != "seq"},
+            _turn_time(turn),
+        )
+        for turn in turns
+    ]
+    # Durable: the rows must be committed before the turns leave Redis.
+    with transaction.atomic(durable=True):
+        ArchivedTurn.objects.add_missing(conversation_id, rows)
+
+
+def _turn_time(turn):
+    value = next((turn[k] for k in ("created_at", "time", "timestamp") if turn.get(k)), None)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=UTC)
+    try:
+        moment = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if moment is not None and timezone.is_naive(moment):
+        return timezone.make_aware(moment, UTC)
+    return moment
+
+
+def compact_session(conversation_id: str, policy: CompactionPolicy) -> CompactResult:
+    """Migrate a legacy blob, archive the session if idle, else trim if oversized; re-encode.
+
+    Raises CorruptSession (and leaves the session as it is) when a value cannot be decoded.
+    """
+    store = get_store()
+    migrated = store.migrate_legacy(conversation_id)
+    (size,) = store.session_sizes([conversation_id])
+    if not size.exists:
+        raise SessionNotFound(conversation_id)
+    if policy.is_idle(size, time.time()):
+        return _archive_idle(store, conversation_id)
+    trimmed = TrimResult(conversation_id=conversation_id, turns_archived=0, bytes_freed=0)
+    if policy.is_oversized(size):
+        trimmed = trim_history(
+            conversation_id,
+            keep=policy.keep_turns,
+            pinned=policy.pinned,
+            batch_size=policy.batch_size,
+        )
+    saved = store.reencode(conversation_id)
+    done = (("migrated", migrated), ("trimmed", trimmed.turns_archived), ("re-encoded", saved))
+    return CompactResult(
+        conversation_id=conversation_id,
+        action=", ".join(name for name, happened in done if happened) or "unchanged",
+        bytes_before=size.bytes,
+        # What this compaction changed; turns appended meanwhile are not its doing.
+        bytes_after=size.bytes - trimmed.bytes_freed - saved,
+        turns_archived=trimmed.turns_archived,
+    )
+
+
+def _archive_idle(store, conversation_id):
+    snapshot = store.snapshot(conversation_id)
+    state = {k: v for k, v in snapshot.session.items() if k != "history"}
+    history = snapshot.session["history"]
+    seen = snapshot.seen and datetime.fromtimestamp(snapshot.seen, tz=UTC)
+    archive_turns(conversation_id=conversation_id, turns=history)
+    ArchivedSession.objects.update_or_create(
+        conversation_id=conversation_id,
+        defaults={
+            "bot_id": str(state.get("bot_id", ""))[:255],
+            "state": state,
+            "rev": snapshot.rev,
+            "next_seq": snapshot.next_seq,
+            "bytes": snapshot.bytes,
+            "last_seen_at": seen,
+        },
+    )
+    if not store.drop_archived(conversation_id, rev=snapshot.rev, seq=snapshot.next_seq):
+        # Written meanwhile, so it is not idle: it stays in Redis; its copied turns are harmless.
+        ArchivedSession.objects.filter(conversation_id=conversation_id).delete()
+        raise SessionBusy(conversation_id)
+    return CompactResult(
+        conversation_id=conversation_id,
+        action="archived",
+        bytes_before=snapshot.bytes,
+        turns_archived=len(history),
+    )
+
+
+def restore_session(conversation_id: str, *, keep_turns: int | None = None) -> int:
+    """Bring a session archived whole back into Redis with its last ``keep_turns`` turns.
+
+    The other turns stay in the archive, where `load(window=None)` finds them. Returns the
+    number of turns put back in Redis.
+    """
+    keep = settings.ROBOTPERF_COMPACTION["KEEP_TURNS"] if keep_turns is None else keep_turns
+    if keep < 0:
+        raise ValueError(f"keep_turns must not be negative, got {keep}")
+    archived = ArchivedSession.objects.filter(conversation_id=conversation_id).first()
+    if archived is None:
+        raise SessionNotFound(conversation_id)
+    first = max(archived.next_seq - keep, 0)
+    turns = archived_turns(conversation_id, from_seq=first) if keep else []
+    session = {**archived.state, "conversation_id": conversation_id}
+    get_store().restore(session, rev=archived.rev, next_seq=archived.next_seq, turns=turns)
+    archived.delete()
+    return len(turns)
+
+
+def rebuild_indexes(*, batch_size: int = 500) -> dict:
+    """Rebuild the bytes and seen indexes from the keys in Redis (SCAN), pruning stale entries."""
+    return get_store().rebuild_indexes(batch=batch_size)
+
+
+def compact_oversized(
+    policy: CompactionPolicy,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int], object] | None = None,
+    conversation_ids: list[str] | None = None,
+    migrate_legacy: bool = False,
+    rebuild: bool = False,
+) -> CompactReport:
+    """Compact every oversized (or idle) session, found through the indexes; report the run.
+
+    ``conversation_ids`` looks at those sessions only; ``limit`` stops after that many were
+    compacted; ``migrate_legacy`` first moves every legacy blob (found by SCAN) to the split
+    layout; ``rebuild`` first rebuilds the indexes. A dry run writes nothing and reports what
+    a run would do. ``progress`` is called with the number of sessions scanned at each step.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    started = time.monotonic()
+    store = get_store()
+    report = CompactReport(dry_run=dry_run)
+    if rebuild and not dry_run:
+        report.indexes = rebuild_indexes(batch_size=policy.batch_size)
+    if migrate_legacy:
+        legacy = _scan(store.scan_legacy, batch=policy.batch_size)
+        _migrate(store, report, itertools.chain.from_iterable(legacy))
+    if conversation_ids is None:
+        batches = _scan(
+            store.scan_index, batch=policy.batch_size, key=attrgetter("conversation_id")
+        )
+    else:
+        _migrate(store, report, conversation_ids)
+        batches = [store.session_sizes(conversation_ids)]
+        for size in batches[0]:
+            if not size.exists and not store.is_legacy(size.conversation_id):
+                report.skip(size.conversation_id, SessionNotFound(size.conversation_id))
+    now = time.time()
+    for sizes in batches:
+        _compact_batch(store, policy, sizes, report, now=now, limit=limit)
+        if progress is not None:
+            progress(len(sizes))
+        if limit is not None and report.compacted + report.archived_sessions >= limit:
+            break
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _scan(step, *, batch, key=lambda item: item):
+    """Every item of a SCAN-like ``step(cursor, batch=)``, in batches, each only once."""
+    cursor, seen = 0, set()
+    while True:
+        cursor, items = step(cursor, batch=batch)
+        fresh = [item for item in items if key(item) not in seen]
+        seen.update(map(key, fresh))
+        yield fresh
+        if cursor == 0:
+            return
+
+
+def _migrate(store, report, conversation_ids):
+    for cid in conversation_ids:
+        if report.dry_run:
+            report.migrated += store.is_legacy(cid)
+            continue
+        try:
+            report.migrated += store.migrate_legacy(cid)
+        except CorruptSession as e:
+            report.skip(cid, e)
+
+
+def _compact_batch(store, policy, sizes, report, *, now, limit):
+    stale = [size.conversation_id for size in sizes if not size.exists]
+    for size in sizes:
+        if limit is not None and report.compacted + report.archived_sessions >= limit:
+            return
+        report.scanned += 1
+        if not size.exists:
+            continue
+        idle, oversized = policy.is_idle(size, now), policy.is_oversized(size)
+        report.idle += idle
+        report.oversized += oversized and not idle
+        if not (idle or oversized):
+            continue
+        try:
+            if report.dry_run:
+                result = _plan(store, policy, size, idle=idle)
+            else:
+                result = compact_session(size.conversation_id, policy)
+        except (CorruptSession, SessionNotFound, SessionBusy) as e:
+            report.skip(size.conversation_id, e)
+            continue
+        except StoreUnavailable:
+            raise
+        except (StoreError, DatabaseError) as e:
+            report.failed.append({"conversation_id": size.conversation_id, "error": str(e)})
+            continue
+        report.add(result)
+    if stale and not report.dry_run:
+        report.pruned += store.prune_index(stale)
+
+
+def _plan(store, policy, size, *, idle):
+    """What compacting ``size`` would do, measured without writing."""
+    cid = size.conversation_id
+    if idle:
+        return CompactResult(
+            conversation_id=cid,
+            action="would be archived",
+            bytes_before=size.bytes,
+            turns_archived=size.turns,
+        )
+    turns, freed = store.measure_trim(cid, keep=policy.keep_turns, pinned=policy.pinned)
+    return CompactResult(
+        conversation_id=cid,
+        action="would be trimmed" if turns else "would be unchanged",
+        bytes_before=size.bytes,
+        bytes_after=size.bytes - freed,
+        turns_archived=turns,
+    )

@@ -1,0 +1,441 @@
+"""Trim, compaction, idle archive and restore, against the real Redis and the test database.
+
+Also `store.load(window=None)` reading the archive, which these services fill.
+"""
+
+import json
+import time
+
+import orjson
+import pytest
+
+from sessions_app.codec import ZSTD_MAGIC
+from sessions_app.models import ArchivedSession, ArchivedTurn
+from sessions_app.services import (
+    CompactionPolicy,
+    archive_turns,
+    compact_oversized,
+    compact_session,
+    rebuild_indexes,
+    restore_session,
+    trim_history,
+)
+from sessions_app.store import CorruptSession, SessionNotFound, StoreError
+from tests.sessions_app.factories import make_turn, save_session
+
+pytestmark = pytest.mark.django_db
+
+
+def policy(**overrides):
+    values = {"max_bytes": 10_000_000, "max_turns": 20, "keep_turns": 5, "batch_size": 7}
+    return CompactionPolicy(**{**values, **overrides})
+
+
+def redis_seqs(store, cid):
+    return [
+        int(item.split(b"|", 1)[0]) for item in store.client.lrange(store.keys.turns(cid), 0, -1)
+    ]
+
+
+def archived_seqs(cid):
+    return list(ArchivedTurn.objects.filter(conversation_id=cid).values_list("seq", flat=True))
+
+
+def state(store, cid):
+    return store.client.hgetall(store.keys.state(cid))
+
+
+def snapshot_redis(client):
+    return {key: client.dump(key) for key in client.scan_iter()}
+
+
+# --- trim_history -------------------------------------------------------------------------
+
+
+def test_trim_moves_the_head_to_the_archive_and_keeps_the_tail(store):
+    history = save_session(store, "c1", turns=30)
+    bytes_before = int(state(store, "c1")[b"bytes"])
+
+    result = trim_history("c1", keep=10, batch_size=7)
+
+    assert result.turns_archived == 20
+    assert redis_seqs(store, "c1") == list(range(20, 30))
+    assert archived_seqs("c1") == list(range(20))
+    row = ArchivedTurn.objects.get(conversation_id="c1", seq=3)
+    assert row.role == "assistant"
+    assert row.turn == history[3]
+    assert row.turned_at.isoformat() == history[3]["created_at"]
+    fields = state(store, "c1")
+    assert int(fields[b"archived"]) == 20
+    assert int(fields[b"bytes"]) == bytes_before - result.bytes_freed
+    assert store.client.zscore(store.keys.index_bytes, "c1") == int(fields[b"bytes"])
+
+
+def test_trim_again_archives_nothing_more(store):
+    save_session(store, "c1", turns=12)
+    trim_history("c1", keep=4)
+
+    again = trim_history("c1", keep=4)
+
+    assert (again.turns_archived, again.bytes_freed) == (0, 0)
+    assert ArchivedTurn.objects.count() == 8
+
+
+def test_pinned_turns_stay_in_redis(store):
+    save_session(store, "c1", turns=30)
+
+    trim_history("c1", keep=5, pinned=2)
+
+    assert redis_seqs(store, "c1") == [0, 1, *range(25, 30)]
+    assert archived_seqs("c1") == list(range(2, 25))
+
+
+def test_trim_of_a_missing_session_raises(store):
+    with pytest.raises(SessionNotFound):
+        trim_history("nobody", keep=3)
+
+
+def test_trim_rejects_negative_numbers():
+    with pytest.raises(ValueError, match="keep and pinned"):
+        trim_history("c1", keep=-1)
+
+
+def test_appends_after_a_trim_continue_the_sequence(store):
+    save_session(store, "c1", turns=10)
+    trim_history("c1", keep=2)
+
+    assert store.append_turns("c1", [make_turn(10)]) == [10]
+    assert redis_seqs(store, "c1") == [8, 9, 10]
+
+
+def test_removal_takes_only_turns_still_there(store):
+    save_session(store, "c1", turns=10)
+    turns = store.trim_candidates("c1", keep=4, pinned=0, batch=100, below=100)
+    archive_turns(conversation_id="c1", turns=turns)
+    seqs = [turn["seq"] for turn in turns]
+    store.append_turns("c1", [make_turn(10)])
+
+    first = store.remove_archived("c1", seqs, pinned=0)
+    second = store.remove_archived("c1", seqs, pinned=0)
+
+    assert first[0] == 6
+    assert second == (0, 0)
+    assert redis_seqs(store, "c1") == [6, 7, 8, 9, 10]
+    assert int(state(store, "c1")[b"archived"]) == 6
+
+
+def test_a_crash_between_copy_and_removal_is_repaired_by_the_next_trim(store):
+    history = save_session(store, "c1", turns=20)
+    # The first run copies its batch to the archive and stops before removing it from Redis.
+    turns = store.trim_candidates("c1", keep=5, pinned=0, batch=100, below=100)
+    archive_turns(conversation_id="c1", turns=turns)
+    assert redis_seqs(store, "c1") == list(range(20))
+    assert archived_seqs("c1") == list(range(15))
+    assert [t["seq"] for t in store.load("c1", window=None)["history"]] == list(range(20))
+
+    result = trim_history("c1", keep=5)
+
+    assert result.turns_archived == 15
+    assert archived_seqs("c1") == list(range(15))
+    assert redis_seqs(store, "c1") == list(range(15, 20))
+    loaded = store.load("c1", window=None)["history"]
+    assert [{k: v for k, v in t.items() if k != "seq"} for t in loaded] == history
+
+
+def test_a_corrupt_turn_stops_the_trim_and_is_left_in_place(store):
+    save_session(store, "c1", turns=10)
+    turns_key = store.keys.turns("c1")
+    store.client.lset(turns_key, 3, b"3|{not json")
+    before = store.client.lrange(turns_key, 0, -1)
+
+    with pytest.raises(CorruptSession, match="c1"):
+        trim_history("c1", keep=2, batch_size=100)
+
+    assert store.client.lrange(turns_key, 0, -1) == before
+    assert ArchivedTurn.objects.count() == 0
+
+
+# --- load with the archive ---------------------------------------------------------------
+
+
+def test_load_returns_archived_turns_first_each_once(store):
+    history = save_session(store, "c1", turns=30)
+    trim_history("c1", keep=5, pinned=1)
+
+    loaded = store.load("c1", window=None)
+
+    assert [t["seq"] for t in loaded["history"]] == list(range(30))
+    assert [{k: v for k, v in t.items() if k != "seq"} for t in loaded["history"]] == history
+    assert loaded["_turns"] == 30
+
+
+def test_a_window_inside_redis_does_not_touch_the_database(store, django_assert_num_queries):
+    save_session(store, "c1", turns=30)
+    trim_history("c1", keep=10, pinned=1)
+
+    with django_assert_num_queries(0):
+        loaded = store.load("c1", window=10)
+
+    assert [t["seq"] for t in loaded["history"]] == list(range(20, 30))
+
+
+def test_a_window_past_redis_reads_the_archive(store, django_assert_num_queries):
+    save_session(store, "c1", turns=30)
+    trim_history("c1", keep=10, pinned=1)
+
+    with django_assert_num_queries(1):
+        loaded = store.load("c1", window=12)
+
+    assert [t["seq"] for t in loaded["history"]] == list(range(18, 30))
+
+
+# --- the policy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"max_turns": 0}, "max_turns must be at least 1"),
+        ({"max_bytes": -5}, "max_bytes must be at least 1"),
+        ({"pinned": -1}, "pinned must not be negative"),
+        ({"keep_turns": 50}, r"keep_turns \(50\) must not be larger than max_turns \(20\)"),
+    ],
+)
+def test_policy_rejects_bad_numbers(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        policy(**overrides)
+
+
+def test_policy_from_settings_takes_overrides(settings):
+    settings.ROBOTPERF_COMPACTION = {
+        **settings.ROBOTPERF_COMPACTION,
+        "MAX_TURNS": 300,
+        "KEEP_TURNS": 30,
+    }
+
+    built = CompactionPolicy.from_settings(keep_turns=40, pinned=None)
+
+    assert (built.max_turns, built.keep_turns) == (300, 40)
+    assert built.pinned == settings.ROBOTPERF_COMPACTION["PINNED"]
+
+
+# --- compaction ---------------------------------------------------------------------------
+
+
+def test_compact_oversized_trims_only_oversized_sessions(store):
+    for cid in ("small-1", "small-2", "small-3"):
+        save_session(store, cid, turns=8)
+    save_session(store, "long-1", turns=25)
+    save_session(store, "long-2", turns=40)
+    save_session(store, "heavy", turns=10, size=300)
+    sizes_before = dict(store.index_entries())
+
+    report = compact_oversized(policy(max_bytes=15_000))
+
+    assert (report.scanned, report.oversized, report.compacted) == (6, 3, 3)
+    assert report.turns_archived == 20 + 35 + 5
+    assert report.skipped == []
+    assert report.failed == []
+    sizes_after = dict(store.index_entries())
+    compacted = ("long-1", "long-2", "heavy")
+    assert report.bytes_before == sum(sizes_before[cid] for cid in compacted)
+    assert report.bytes_after == sum(sizes_after[cid] for cid in compacted)
+    assert sizes_after["heavy"] < 15_000 < sizes_before["heavy"]
+    assert all(len(redis_seqs(store, cid)) == 5 for cid in compacted)
+    assert redis_seqs(store, "small-1") == list(range(8))
+
+
+def test_compact_keeps_pinned_turns(store):
+    save_session(store, "long", turns=30)
+
+    compact_oversized(policy(pinned=1))
+
+    assert redis_seqs(store, "long") == [0, *range(25, 30)]
+
+
+def test_dry_run_changes_nothing_and_reports_what_a_run_would_do(store, redis_client):
+    save_session(store, "long-1", turns=25)
+    save_session(store, "long-2", turns=40)
+    save_session(store, "small", turns=3)
+    redis_client.zadd(store.keys.index_bytes, {"ghost": 10})
+    before = snapshot_redis(redis_client)
+
+    dry = compact_oversized(policy(), dry_run=True)
+
+    assert snapshot_redis(redis_client) == before
+    assert ArchivedTurn.objects.count() == 0
+    real = compact_oversized(policy())
+    assert dry.dry_run
+    assert not real.dry_run
+    for figure in ("scanned", "oversized", "compacted", "turns_archived", "bytes_before"):
+        assert getattr(dry, figure) == getattr(real, figure), figure
+    assert dry.bytes_after == real.bytes_after
+    assert (dry.pruned, real.pruned) == (0, 1)
+
+
+def test_limit_stops_after_that_many_compacted(store):
+    for n in range(4):
+        save_session(store, f"long-{n}", turns=30)
+
+    report = compact_oversized(policy(), limit=2)
+
+    assert report.compacted == 2
+    assert sum(len(redis_seqs(store, f"long-{n}")) == 5 for n in range(4)) == 2
+
+
+def test_limit_must_be_positive():
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        compact_oversized(policy(), limit=0)
+
+
+def test_named_conversations_only(store):
+    save_session(store, "long-1", turns=30)
+    save_session(store, "long-2", turns=30)
+
+    report = compact_oversized(policy(), conversation_ids=["long-2", "nobody"])
+
+    assert report.compacted == 1
+    assert len(redis_seqs(store, "long-1")) == 30
+    assert len(redis_seqs(store, "long-2")) == 5
+    assert [s["conversation_id"] for s in report.skipped] == ["nobody"]
+
+
+def test_a_corrupt_session_is_skipped_reported_and_left_alone(store):
+    save_session(store, "long", turns=30)
+    save_session(store, "bad", turns=30)
+    store.client.hset(store.keys.state("bad"), "doc", b"\x28\xb5\x2f\xfd garbage")
+    store.client.lset(store.keys.turns("bad"), 2, b"2|[broken")
+    before = {k: store.client.dump(k) for k in (store.keys.state("bad"), store.keys.turns("bad"))}
+
+    report = compact_oversized(policy())
+
+    assert report.compacted == 1
+    assert [s["conversation_id"] for s in report.skipped] == ["bad"]
+    assert "corrupt" in report.skipped[0]["reason"]
+    assert {k: store.client.dump(k) for k in before} == before
+    assert not ArchivedTurn.objects.filter(conversation_id="bad").exists()
+
+
+def test_legacy_blobs_are_moved_to_the_split_layout(store, redis_client):
+    legacy = {
+        "conversation_id": "old-1",
+        "bot_id": "bot-a",
+        "record": {"TOOL_SCORE": float("nan")},
+        "bot_config": {"scenario": "x"},
+        "history": [make_turn(seq) for seq in range(30)],
+    }
+    redis_client.set(store.keys.legacy("old-1"), json.dumps(legacy))
+    redis_client.set(store.keys.legacy("old-bad"), b"{oops")
+
+    report = compact_oversized(policy(), migrate_legacy=True)
+
+    assert report.migrated == 1
+    assert [s["conversation_id"] for s in report.skipped] == ["old-bad"]
+    assert redis_client.get(store.keys.legacy("old-bad")) == b"{oops"
+    assert not redis_client.exists(store.keys.legacy("old-1"))
+    assert report.compacted == 1
+    assert report.turns_archived == 25
+    loaded = store.load("old-1", window=None)
+    assert [t["seq"] for t in loaded["history"]] == list(range(30))
+    assert loaded["bot_config"] == {"scenario": "x"}
+
+
+def test_compaction_re_encodes_with_the_current_codec(store, redis_client):
+    save_session(store, "c1", turns=3)
+    state_key = store.keys.state("c1")
+    doc = store.codec.decode(redis_client.hget(state_key, "doc"))
+    doc["notes"] = "a compressible note " * 2000
+    # Written uncompressed, as a store without the compressor would have.
+    raw = orjson.dumps(doc)
+    redis_client.hset(state_key, mapping={"doc": raw, "bytes": len(raw)})
+
+    result = compact_session("c1", policy())
+
+    assert result.action == "re-encoded"
+    assert redis_client.hget(state_key, "doc").startswith(ZSTD_MAGIC)
+    assert result.bytes_after < result.bytes_before == len(raw)
+    assert store.load("c1")["notes"] == doc["notes"]
+
+
+def test_stale_index_entries_are_pruned(store, redis_client):
+    save_session(store, "c1", turns=3)
+    redis_client.zadd(store.keys.index_bytes, {"expired": 500})
+    redis_client.zadd(store.keys.index_seen, {"expired": 1})
+
+    report = compact_oversized(policy())
+
+    assert report.pruned == 1
+    assert redis_client.zrange(store.keys.index_bytes, 0, -1) == [b"c1"]
+    assert redis_client.zrange(store.keys.index_seen, 0, -1) == [b"c1"]
+
+
+def test_rebuild_indexes_from_the_keys(store, redis_client):
+    save_session(store, "c1", turns=3)
+    save_session(store, "c2", turns=9)
+    expected = dict(store.index_entries())
+    redis_client.delete(store.keys.index_bytes, store.keys.index_seen)
+    redis_client.zadd(store.keys.index_bytes, {"gone": 1})
+
+    counts = rebuild_indexes(batch_size=1)
+
+    assert counts == {"indexed": 2, "pruned": 1}
+    assert dict(store.index_entries()) == expected
+    assert redis_client.zcard(store.keys.index_seen) == 2
+
+
+# --- idle sessions ------------------------------------------------------------------------
+
+
+def make_idle(store, redis_client, cid, *, seconds):
+    redis_client.zadd(store.keys.index_seen, {cid: time.time() - seconds})
+
+
+def test_an_idle_session_moves_to_the_database_and_comes_back(store, redis_client):
+    history = save_session(store, "idle", turns=12)
+    save_session(store, "busy", turns=12)
+    original = store.load("idle", window=None)
+    make_idle(store, redis_client, "idle", seconds=3600)
+
+    report = compact_oversized(policy(idle_archive_after=600))
+
+    assert (report.idle, report.archived_sessions, report.turns_archived) == (1, 1, 12)
+    assert store.load("idle") is None
+    assert redis_client.zscore(store.keys.index_bytes, "idle") is None
+    archived = ArchivedSession.objects.get(conversation_id="idle")
+    assert (archived.bot_id, archived.next_seq, archived.rev) == ("bot-a", 12, original["_rev"])
+    assert archived_seqs("idle") == list(range(12))
+    assert store.load("busy") is not None
+
+    assert restore_session("idle", keep_turns=4) == 4
+
+    assert redis_seqs(store, "idle") == list(range(8, 12))
+    restored = store.load("idle", window=None)
+    assert restored == original
+    assert [{k: v for k, v in t.items() if k != "seq"} for t in restored["history"]] == history
+    assert store.append_turns("idle", [make_turn(12)]) == [12]
+    assert not ArchivedSession.objects.filter(conversation_id="idle").exists()
+
+
+def test_an_idle_session_written_meanwhile_stays_in_redis(store):
+    save_session(store, "c1", turns=5)
+    snapshot = store.snapshot("c1")
+    store.append_turns("c1", [make_turn(5)])
+
+    assert not store.drop_archived("c1", rev=snapshot.rev, seq=snapshot.next_seq)
+    assert redis_seqs(store, "c1") == list(range(6))
+
+
+def test_restore_refuses_a_session_that_is_in_redis(store, redis_client):
+    save_session(store, "c1", turns=5)
+    make_idle(store, redis_client, "c1", seconds=3600)
+    compact_oversized(policy(idle_archive_after=60))
+    save_session(store, "c1", turns=2)
+
+    with pytest.raises(StoreError, match="already in Redis"):
+        restore_session("c1")
+    assert ArchivedSession.objects.filter(conversation_id="c1").exists()
+
+
+def test_restore_of_an_unknown_session_raises():
+    with pytest.raises(SessionNotFound):
+        restore_session("nobody")
