@@ -30,7 +30,7 @@ setup: venv system redis
 	$(PY) manage.py migrate --noinput
 
 run: setup
-	$(PY) manage.py seed_sessions --if-empty --count 200 --steps 60 --turns 200
+	$(PY) manage.py seed_demo
 	$(PY) manage.py create_demo_superuser
 	$(VENV)/bin/honcho start -f Procfile
 

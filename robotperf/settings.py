@@ -103,6 +103,13 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while a worker archives; NORMAL syncs at checkpoints,
+    # which is safe with WAL and saves an fsync per archived session.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
 
 # --- Redis: the cache aliases ----------------------------------------------------------
 # `sessions` is the one configuration of the conversation store: codec, pool, timeouts.

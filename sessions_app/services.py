@@ -4,14 +4,12 @@ Admin views, commands and tasks call these; each function is one operation on th
 """
 
 import itertools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
 
-import redis
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -27,9 +25,6 @@ from sessions_app.store import (
     StoreUnavailable,
     get_store,
 )
-
-# Legacy blobs go out in pipelines of about this many bytes: few round trips, bounded memory.
-SEED_BATCH_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,41 +58,33 @@ def seed_sessions(
         raise ValueError(f"prefix must be non-empty and without braces, got {prefix!r}")
     store = get_store()
     indexes = range(start, start + count)
-    try:
-        if if_empty and _has_sessions(store):
-            return SeedResult([], skipped=True)
-        sessions = (
-            demo.make_session(i, steps=steps, turns=turns, seed=seed, prefix=prefix)
-            for i in indexes
-        )
-        if legacy:
-            _write_legacy(store, sessions)
-        else:
-            for session in sessions:
-                store.save(session)
-    except (redis.ConnectionError, redis.TimeoutError) as e:
-        raise StoreUnavailable(f"Redis at {store.url} is unreachable: {e}") from e
+    if if_empty and not store.is_empty():
+        return SeedResult([], skipped=True)
+    sessions = (
+        demo.make_session(i, steps=steps, turns=turns, seed=seed, prefix=prefix) for i in indexes
+    )
+    if legacy:
+        store.save_legacy(sessions)
+    else:
+        for session in sessions:
+            store.save(session)
     return SeedResult([f"{prefix}{i:06d}" for i in indexes])
 
 
-def _has_sessions(store):
-    if store.client.zcard(store.keys.index_bytes):
-        return True
-    legacy_keys = store.client.scan_iter(match=store.keys.legacy_pattern, count=1000)
-    return next(legacy_keys, None) is not None
+# The demo `make run` starts with: everyday sessions, oversized ones for the scheduled
+# compaction to trim, and legacy blobs for it to migrate.
+DEMO_BATCHES = (
+    {"count": 200, "steps": 60, "turns": 200, "prefix": "demo-"},
+    {"count": 20, "steps": 120, "turns": 800, "prefix": "demo-long-"},
+    {"count": 20, "steps": 60, "turns": 100, "prefix": "demo-legacy-", "legacy": True},
+)
 
 
-def _write_legacy(store, sessions):
-    pipe = store.client.pipeline(transaction=False)
-    pending = 0
-    for session in sessions:
-        blob = json.dumps(session)
-        pipe.set(store.keys.legacy(session["conversation_id"]), blob, ex=store.ttl or None)
-        pending += len(blob)
-        if pending >= SEED_BATCH_BYTES:
-            pipe.execute()
-            pending = 0
-    pipe.execute()
+def seed_demo() -> list[SeedResult]:
+    """Write the demo sessions into an empty store; nothing when it holds any session."""
+    if not get_store().is_empty():
+        return []
+    return [seed_sessions(**batch) for batch in DEMO_BATCHES]
 
 
 # --- trim, compaction, archive ---------------------------------------------------------

@@ -7,6 +7,7 @@ each write is one Lua script that also updates both indexes and the TTL of all i
 import functools
 import hashlib
 import itertools
+import json
 import operator
 import time
 from typing import NamedTuple
@@ -118,6 +119,8 @@ end
 return {0, rev, first}
 """
 OK, NOT_FOUND, STALE = 0, 1, 2
+# Legacy blobs go out in pipelines of about this many bytes: few round trips, bounded memory.
+LEGACY_BATCH_BYTES = 8 * 1024 * 1024
 
 
 def bot_config_digest(encoded):
@@ -249,6 +252,14 @@ class ConversationStore:
             "ttl": ttl,
         }
 
+    @_redis_boundary
+    def is_empty(self):
+        """Whether Redis holds no conversation, in either layout."""
+        if self.client.zcard(self.keys.index_bytes):
+            return False
+        legacy = self.client.scan_iter(match=self.keys.legacy_pattern, count=1000)
+        return next(legacy, None) is None
+
     # --- writes -----------------------------------------------------------------------
 
     @_redis_boundary
@@ -329,6 +340,22 @@ class ConversationStore:
         pipe.zrem(self.keys.index_seen, conversation_id)
         deleted, *_ = pipe.execute()
         return deleted > 0
+
+    @_redis_boundary
+    def save_legacy(self, sessions):
+        """Write sessions as the robot's old stdlib-json blobs: demo data and migration drills."""
+        pipe = self.client.pipeline(transaction=False)
+        pending = 0
+        for session in sessions:
+            blob = json.dumps(session)
+            pipe.set(
+                self.keys.legacy(_check_cid(session["conversation_id"])), blob, ex=self.ttl or None
+            )
+            pending += len(blob)
+            if pending >= LEGACY_BATCH_BYTES:
+                pipe.execute()
+                pending = 0
+        pipe.execute()
 
     # --- internals --------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from sessions_app.demo import make_session
+from sessions_app.services import CompactionPolicy
 
 
 def seed(**options):
@@ -144,3 +145,22 @@ class TestBadInput:
         settings.CACHES = caches
         with pytest.raises(CommandError, match=r"Redis at redis://127\.0\.0\.1:1/0 is unreachable"):
             seed(count=1, steps=2, turns=2, legacy=legacy, if_empty=if_empty)
+
+
+class TestSeedDemo:
+    def test_seeds_everyday_oversized_and_legacy_sessions_into_an_empty_store(self, store):
+        out = StringIO()
+        call_command("seed_demo", stdout=out)
+        assert "Seeded 240 demo sessions" in out.getvalue()
+        policy = CompactionPolicy.from_settings()
+        assert store.size_breakdown("demo-000000")["layout"] == "split"
+        assert store.size_breakdown("demo-legacy-000000")["layout"] == "legacy"
+        long_turns = store.size_breakdown("demo-long-000000")["turns"]
+        assert long_turns > policy.max_turns, "the scheduled compaction has work to do"
+
+    def test_a_store_with_sessions_is_left_alone(self, store):
+        store.save(make_session(0, steps=2, turns=1, prefix="mine-"))
+        out = StringIO()
+        call_command("seed_demo", stdout=out)
+        assert "nothing seeded" in out.getvalue()
+        assert store.load("demo-000000") is None
