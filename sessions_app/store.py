@@ -72,12 +72,10 @@ WRITE_SCRIPT = """
 local state, turns = KEYS[1], KEYS[2]
 local cid, now, ttl, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local doc, cfg, cfg_bytes, cfg_prefix = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local exists = redis.call('EXISTS', state) == 1
-local rev, seq, bytes = 0, 0, 0
-if exists then
-  local cur = redis.call('HMGET', state, 'rev', 'seq', 'bytes')
-  rev, seq, bytes = tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3])
-elseif mode ~= 'replace' then
+local cur = redis.call('HMGET', state, 'rev', 'seq', 'bytes', 'cfg')
+local exists = cur[1] ~= false
+local rev, seq, bytes = tonumber(cur[1]) or 0, tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
+if not exists and mode ~= 'replace' then
   return {1, 0, 0}
 end
 if mode == 'update' and rev ~= tonumber(ARGV[5]) then
@@ -86,8 +84,10 @@ end
 if mode == 'replace' then
   redis.call('DEL', turns)
   redis.call('HDEL', state, 'cfg')
+  cur[4] = false
   bytes = 0
   if exists then rev = rev + 1 else rev = tonumber(ARGV[5]) end
+  if not exists then redis.call('HSET', state, 'archived', 0) end
 elseif mode == 'update' then
   rev = rev + 1
 end
@@ -98,23 +98,28 @@ end
 if cfg ~= '' then
   redis.call('SET', cfg_prefix .. cfg, cfg_bytes, 'NX')
   redis.call('HSET', state, 'cfg', cfg)
+  cur[4] = cfg
 end
 local first = seq
+local items = {}
 for i = 10, #ARGV do
   local item = string.format('%d|', seq) .. ARGV[i]
-  redis.call('RPUSH', turns, item)
+  items[#items + 1] = item
   bytes = bytes + #item
   seq = seq + 1
+  if #items == 1000 then
+    redis.call('RPUSH', turns, unpack(items))
+    items = {}
+  end
 end
+if #items > 0 then redis.call('RPUSH', turns, unpack(items)) end
 redis.call('HSET', state, 'rev', rev, 'seq', seq, 'bytes', bytes)
-redis.call('HSETNX', state, 'archived', 0)
 redis.call('ZADD', KEYS[3], bytes, cid)
 redis.call('ZADD', KEYS[4], now, cid)
 if ttl > 0 then
   redis.call('EXPIRE', state, ttl)
   redis.call('EXPIRE', turns, ttl)
-  local current_cfg = redis.call('HGET', state, 'cfg')
-  if current_cfg then redis.call('EXPIRE', cfg_prefix .. current_cfg, ttl) end
+  if cur[4] then redis.call('EXPIRE', cfg_prefix .. cur[4], ttl) end
 end
 return {0, rev, first}
 """

@@ -46,7 +46,14 @@ def state(store, cid):
 
 
 def snapshot_redis(client):
-    return {key: client.dump(key) for key in client.scan_iter()}
+    """Every key's contents (DUMP bytes of a hash depend on its rehash state)."""
+    read = {
+        b"hash": client.hgetall,
+        b"list": lambda key: client.lrange(key, 0, -1),
+        b"string": client.get,
+        b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+    }
+    return {key: read[client.type(key)](key) for key in client.scan_iter()}
 
 
 # --- trim_history -------------------------------------------------------------------------
