@@ -70,7 +70,7 @@ WORDS = (
 # Run in a fresh interpreter: RSS before and after filling a tier-1 cache (or a plain dict, the
 # old unbounded cache) with distinct texts, each with a dozen phonemes of a small alphabet.
 RSS_SCRIPT = """
-import json, os, resource, sys
+import json, os, sys
 os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
 import django
 django.setup()
@@ -80,14 +80,16 @@ alphabet = ["k", "a", "t", "s", "\u0259", "n", "\u026a", "l", "d", "\u0252", "m"
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-before = rss()
+before = peak = rss()
 cache = BoundedLRU(max_entries=10**9, max_bytes=cap) if kind == "lru" else {}
 put = cache.put if kind == "lru" else cache.__setitem__
 for i in range(count):
     phonemes = freeze([alphabet[(i >> s) % 12] for s in range(0, 24, 2)])
     put(f"en\\x1fsentence number {i} spoken by the robot", phonemes)
+    if i % 4096 == 0:
+        peak = max(peak, rss())
 after = rss()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = max(peak, after)
 print(json.dumps({"growth": after - before, "peak_growth": peak - before, "entries": len(cache)}))
 """
 
