@@ -179,6 +179,7 @@ class ConversationStore:
         self.ttl = ttl
         self.url = _safe_url(cache._server[0] if isinstance(cache._server, list) else cache._server)
         self._write = self.client.register_script(WRITE_SCRIPT)
+        self._scripts = {}
         self._bot_config = functools.lru_cache(maxsize=bot_config_cache_size)(
             self._fetch_bot_config
         )
@@ -594,11 +595,9 @@ return pruned
 """
 
     def _script(self, source):
-        # Registered on first use: most processes never run an operation.
-        scripts = self.__dict__.setdefault("_op_scripts", {})
-        if source not in scripts:
-            scripts[source] = self.client.register_script(source)
-        return scripts[source]
+        if source not in self._scripts:
+            self._scripts[source] = self.client.register_script(source)
+        return self._scripts[source]
 
     def _reaches_archive(self, history, seq, window):
         """Whether the last ``window`` turns are not all among those read from Redis."""
