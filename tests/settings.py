@@ -12,3 +12,5 @@ os.environ.pop("CELERY_RESULT_BACKEND", None)
 from robotperf.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Threads in the tests open their own connections: do not keep them past their use.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
