@@ -268,6 +268,12 @@ def _close_all(**kwargs):
         client.close()
 
 
+async def aclose_all():
+    """Close every client's session on the running loop (an ASGI server's lifespan shutdown)."""
+    for client in list(_live_clients):
+        await client.aclose()
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_close_all)
 worker_process_shutdown.connect(_close_all, weak=False)
