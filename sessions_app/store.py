@@ -63,10 +63,11 @@ class StoreUnavailable(StoreError):
     """Redis did not answer."""
 
 
-# One script for every write. KEYS: state, turns, index_bytes, index_seen.
+# One script for every write. KEYS: state, turns, index_bytes, index_seen, legacy blob.
 # ARGV: cid, now, ttl, mode, rev, doc, cfg digest, cfg bytes, bot_config key prefix, turns...
-# mode "replace" creates or replaces the whole conversation (rev = ARGV[5] when new);
-# "update" requires rev == ARGV[5]; "append" only adds turns. Empty doc/cfg keep the old ones.
+# mode "replace" creates or replaces the whole conversation and drops its legacy blob (rev is
+# ARGV[5] when new); "update" requires rev == ARGV[5]; "append" only adds turns. Empty doc/cfg
+# keep the old ones.
 # Sequence numbers are never reused, so the archive and Redis can never disagree on a turn.
 WRITE_SCRIPT = """
 local state, turns = KEYS[1], KEYS[2]
@@ -82,7 +83,7 @@ if mode == 'update' and rev ~= tonumber(ARGV[5]) then
   return {2, rev, seq}
 end
 if mode == 'replace' then
-  redis.call('DEL', turns)
+  redis.call('DEL', turns, KEYS[5])
   redis.call('HDEL', state, 'cfg')
   cur[4] = false
   bytes = 0
@@ -284,10 +285,7 @@ class ConversationStore:
                 return self._update(
                     cid, state, session.get("bot_config"), new_turns, session["_rev"]
                 )
-            pipe = self.client.pipeline()
-            self._replace(cid, session, initial_rev=1, client=pipe)
-            pipe.delete(self.keys.legacy(cid))
-            (_, rev, _), _ = pipe.execute()
+            _, rev, _ = self._replace(cid, session, initial_rev=1)
             return rev
 
     @_redis_boundary
@@ -380,15 +378,15 @@ class ConversationStore:
             raise StaleRevision(cid, expected_rev, rev)
         return rev
 
-    def _replace(self, cid, session, *, initial_rev, client):
-        """Queue, on a pipeline, the write of a whole conversation."""
+    def _replace(self, cid, session, *, initial_rev, client=None):
+        """Write a whole conversation (on ``client``, a pipeline, when given)."""
         state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
         args = [
             self._encode(state),
             *self._encode_bot_config(session.get("bot_config")),
             *self._encode_turns(session.get("history") or []),
         ]
-        self._run_write(cid, "replace", initial_rev, args, client=client)
+        return self._run_write(cid, "replace", initial_rev, args, client=client)
 
     def _run_write(self, cid, mode, rev, args, client=None):
         keys = [
@@ -396,6 +394,7 @@ class ConversationStore:
             self.keys.turns(cid),
             self.keys.index_bytes,
             self.keys.index_seen,
+            self.keys.legacy(cid),
         ]
         argv = [cid, time.time(), self.ttl, mode, rev, args[0], args[1], args[2]]
         argv += [self.keys.bot_config_prefix, *args[3:]]
@@ -418,7 +417,6 @@ class ConversationStore:
                     pipe.multi()
                     # Revision 0 is what `load` reported for the legacy blob.
                     self._replace(cid, session, initial_rev=0, client=pipe)
-                    pipe.delete(legacy_key)
                     pipe.execute()
                     return True
                 except redis.WatchError:
