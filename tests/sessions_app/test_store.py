@@ -330,6 +330,12 @@ class TestLegacy:
         assert full["bot_config"] == SCENARIO
         assert store.size_breakdown("old")["layout"] == "split"
 
+    def test_saving_a_whole_session_replaces_the_legacy_blob(self, store, redis_client):
+        self.write_legacy(redis_client, store, make_session("old", turns=5))
+        assert store.save(make_session("old", turns=2)) == 1
+        assert redis_client.exists(store.keys.legacy("old")) == 0
+        assert contents(store.load("old", window=None)) == ["turn 0", "turn 1"]
+
     def test_update_with_the_revision_the_legacy_load_gave(self, store, redis_client):
         self.write_legacy(redis_client, store, make_session("old"))
         rev = store.load("old")["_rev"]
