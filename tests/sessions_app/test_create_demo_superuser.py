@@ -5,7 +5,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 
 def run(*args):
@@ -31,3 +31,10 @@ def test_second_run_changes_nothing_and_prints_no_password():
     assert "exists already" in second
     assert re.search(r"with password", second) is None
     assert get_user_model().objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_empty_username_is_a_command_error():
+    with pytest.raises(CommandError, match="username"):
+        run("--username", " ")
+    assert not get_user_model().objects.exists()

@@ -3,7 +3,7 @@
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -13,6 +13,8 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin")
 
     def handle(self, *, username, **options):
+        if not username.strip():
+            raise CommandError("--username must not be empty")
         users = get_user_model().objects
         if users.filter(is_superuser=True).exists():
             self.stdout.write("A superuser exists already; its password was printed at creation.")
