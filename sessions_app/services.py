@@ -6,7 +6,7 @@ Admin views, commands and tasks call these; each function is one operation on th
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from operator import attrgetter
 
@@ -274,6 +274,16 @@ def compact_session(conversation_id: str, policy: CompactionPolicy) -> CompactRe
     (size,) = store.session_sizes([conversation_id])
     if not size.exists:
         raise SessionNotFound(conversation_id)
+    result = _compact(store, policy, size)
+    if not migrated:
+        return result
+    done = [] if result.action == "unchanged" else [result.action]
+    return replace(result, action=", ".join(["migrated", *done]))
+
+
+def _compact(store, policy, size):
+    """Compact a split-layout session whose size was just read (from the index, in a scan)."""
+    conversation_id = size.conversation_id
     if policy.is_idle(size, time.time()):
         return _archive_idle(store, conversation_id)
     trimmed = TrimResult(conversation_id=conversation_id, turns_archived=0, bytes_freed=0)
@@ -285,7 +295,7 @@ def compact_session(conversation_id: str, policy: CompactionPolicy) -> CompactRe
             batch_size=policy.batch_size,
         )
     saved = store.reencode(conversation_id)
-    done = (("migrated", migrated), ("trimmed", trimmed.turns_archived), ("re-encoded", saved))
+    done = (("trimmed", trimmed.turns_archived), ("re-encoded", saved))
     return CompactResult(
         conversation_id=conversation_id,
         action=", ".join(name for name, happened in done if happened) or "unchanged",
@@ -438,7 +448,7 @@ def _compact_batch(store, policy, sizes, report, *, now, limit):
             if report.dry_run:
                 result = _plan(store, policy, size, idle=idle)
             else:
-                result = compact_session(size.conversation_id, policy)
+                result = _compact(store, policy, size)
         except (CorruptSession, SessionNotFound, SessionBusy) as e:
             report.skip(size.conversation_id, e)
             continue

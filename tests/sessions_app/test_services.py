@@ -323,6 +323,23 @@ def test_a_corrupt_session_is_skipped_reported_and_left_alone(store):
     assert not ArchivedTurn.objects.filter(conversation_id="bad").exists()
 
 
+def test_compact_session_migrates_a_legacy_blob_and_trims_it(store, redis_client):
+    legacy = {
+        "conversation_id": "old-1",
+        "bot_id": "bot-a",
+        "history": [make_turn(seq) for seq in range(30)],
+    }
+    redis_client.set(store.keys.legacy("old-1"), json.dumps(legacy))
+
+    result = compact_session("old-1", policy())
+
+    assert result.action.startswith("migrated, trimmed")
+    assert result.turns_archived == 25
+    assert not redis_client.exists(store.keys.legacy("old-1"))
+    assert redis_seqs(store, "old-1") == list(range(25, 30))
+    assert [t["seq"] for t in store.load("old-1", window=None)["history"]] == list(range(30))
+
+
 def test_legacy_blobs_are_moved_to_the_split_layout(store, redis_client):
     legacy = {
         "conversation_id": "old-1",
