@@ -6,8 +6,15 @@ VAR := var
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 export PHONEME_URL ?= http://127.0.0.1:8001
+# A throwaway Redis is recorded as started by this make (its pid), which stops only those.
+MAKE_ID := $(shell echo $$PPID)
+ENSURE_REDIS := python3 scripts/ensure_redis.py --owner $(MAKE_ID)
+# $(call with_redis,COMMAND): setup, then COMMAND; whether it passes, fails or is interrupted
+# (Ctrl-C), stop the Redis servers that setup started, and keep COMMAND's exit status.
+with_redis = trap '$(ENSURE_REDIS) --stop $(VAR)' EXIT; \
+	$(MAKE) --no-print-directory setup MAKE_ID=$(MAKE_ID) && $(1)
 
-.PHONY: run test bench lint format setup venv system redis migrate clean
+.PHONY: run test bench lint format setup venv system redis redis-stop migrate clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
@@ -22,23 +29,27 @@ system:
 
 redis:
 	mkdir -p $(VAR)
-	python3 scripts/ensure_redis.py "$(REDIS_URL)" $(VAR)
-	python3 scripts/ensure_redis.py "$(TEST_REDIS_URL)" $(VAR)
+	$(ENSURE_REDIS) "$(REDIS_URL)" $(VAR)
+	$(ENSURE_REDIS) "$(TEST_REDIS_URL)" $(VAR)
+
+# Stops every throwaway Redis recorded under var/ (e.g. left by `make setup`), no other.
+redis-stop:
+	python3 scripts/ensure_redis.py --stop $(VAR)
 
 setup: venv system redis
 	mkdir -p $(VAR)
+	$(PY) manage.py compilemessages --ignore=.venv --ignore=var -v 0
 	$(PY) manage.py migrate --noinput
 
-run: setup
-	$(PY) manage.py seed_demo
-	$(PY) manage.py create_demo_superuser
-	$(VENV)/bin/honcho start -f Procfile
+run: venv
+	$(call with_redis,$(PY) manage.py seed_demo && $(PY) manage.py create_demo_superuser \
+		&& $(VENV)/bin/honcho start -f Procfile)
 
-test: setup lint
-	$(PY) -m pytest
+test: venv
+	$(call with_redis,$(MAKE) --no-print-directory lint && $(PY) -m pytest)
 
-bench: setup
-	$(PY) -m benchmarks
+bench: venv
+	$(call with_redis,$(PY) -m benchmarks)
 
 lint: venv
 	$(VENV)/bin/ruff check .

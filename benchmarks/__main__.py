@@ -1,6 +1,6 @@
 """Runs every benchmark section and rewrites docs/PERFORMANCE.md with their figures.
 
-Usage: python -m benchmarks [section ...]   (sections: store, compaction, phonemes)
+Usage: python -m benchmarks [section ...]   (sections: store, compaction, admin, phonemes)
 """
 
 import importlib
@@ -14,7 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
 import django
 
-SECTIONS = ["store", "compaction", "phonemes"]
+SECTIONS = ["store", "compaction", "admin", "phonemes"]
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"
 
 

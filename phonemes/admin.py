@@ -5,6 +5,8 @@ The change list shows totals and the hit rate over every process's flushed looku
 
 from django.contrib import admin, messages
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from phonemes import selectors, services
 from phonemes.models import PhonemeCacheEntry
@@ -21,18 +23,23 @@ class PhonemeCacheEntryAdmin(admin.ModelAdmin):
     actions = ("evict_selected",)
     list_per_page = 100
 
-    @admin.display(description="phonemes")
+    @admin.display(description=_("phonemes"))
     def phoneme_string(self, entry):
         return " ".join(entry.phonemes)
 
-    @admin.display(description="size", ordering="size_bytes")
+    @admin.display(description=_("size"), ordering="size_bytes")
     def size(self, entry):
         return filesizeformat(entry.size_bytes)
 
-    @admin.action(description="Evict selected phoneme cache entries", permissions=["delete"])
+    @admin.action(description=_("Evict selected phoneme cache entries"), permissions=["delete"])
     def evict_selected(self, request, queryset):
         evicted = services.evict_entries(ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"Evicted {evicted} phoneme cache entries.", messages.SUCCESS)
+        message = ngettext(
+            "Evicted %(count)d phoneme cache entry.",
+            "Evicted %(count)d phoneme cache entries.",
+            evicted,
+        )
+        self.message_user(request, message % {"count": evicted}, messages.SUCCESS)
 
     def has_add_permission(self, request):
         # Rows are written by the cache from the service's answers, never by hand.

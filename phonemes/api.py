@@ -1,44 +1,66 @@
 """The phoneme similarity JSON API, for the robot service: one POST, one service call.
 
-Answers with a ``Server-Timing`` header; 400 for bad input, 502 when the phoneme service fails.
+Answers with a ``Server-Timing`` header, and every error as JSON ``{"error": ...}``: 400 bad
+input, 405 not a POST, 413 a body over DATA_UPLOAD_MAX_MEMORY_SIZE, 502 the service failed.
 """
 
+import logging
 import time
 
 import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
 from phonemes.client import PhonemeServiceError
 from phonemes.services import phoneme_similarity
 
+log = logging.getLogger(__name__)
+
 
 @csrf_exempt  # machine-to-machine: the robot service posts JSON, it holds no CSRF cookie
-@require_POST
 def similarity(request):
     started = time.perf_counter()
+    response = score_pair(request)
+    response["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+    return response
+
+
+def score_pair(request):
+    if request.method != "POST":
+        response = error(405, f"method {request.method} not allowed: POST a JSON object")
+        response["Allow"] = "POST"
+        return response
     try:
         body = parse_json(request.body)
         if not isinstance(body, dict):
             raise ValueError("body must be a JSON object {text_1, text_2, lang}")
         result = phoneme_similarity(body.get("text_1"), body.get("text_2"), body.get("lang", "en"))
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error(413, f"request body is larger than the {limit} bytes accepted")
     except ValueError as e:
-        response = JsonResponse({"error": str(e)}, status=400)
+        return error(400, str(e))
     except PhonemeServiceError as e:
         # The service refusing the text (an unknown language) is the caller's mistake.
-        response = JsonResponse({"error": str(e)}, status=400 if e.status == 400 else 502)
-    else:
-        response = JsonResponse(
-            {
-                "score": result.score,
-                "phonemes_1": result.phonemes_1,
-                "phonemes_2": result.phonemes_2,
-                "cached": result.cached,
-            }
-        )
-    response["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
-    return response
+        return error(400 if e.status == 400 else 502, str(e))
+    except Exception:
+        # The robot service parses every answer as JSON, a failure included.
+        log.exception("phoneme similarity failed")
+        return error(500, "internal error")
+    return JsonResponse(
+        {
+            "score": result.score,
+            "phonemes_1": result.phonemes_1,
+            "phonemes_2": result.phonemes_2,
+            "cached": result.cached,
+        }
+    )
+
+
+def error(status, message):
+    return JsonResponse({"error": message}, status=status)
 
 
 def parse_json(raw):

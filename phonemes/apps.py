@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class PhonemesConfig(AppConfig):
     name = "phonemes"
-    verbose_name = "Phoneme similarity"
+    verbose_name = _("Phoneme similarity")

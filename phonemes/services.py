@@ -87,6 +87,9 @@ def evict_stale(
             rows -= 1
             size -= row[2]
         deleted = _delete(victims, dry_run)
+        # A victim used since it was read was kept: it still counts (the next run evicts).
+        rows += len(victims) - len(deleted)
+        size += sum(row[2] for row in victims) - sum(deleted.values())
         lru_rows += len(deleted)
         deleted_bytes += sum(deleted.values())
         if len(victims) < len(chunk):

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "django_celery_results",
     "sessions_app",
     "phonemes",
 ]
@@ -62,6 +63,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions (it reads the chosen language there), before common (URL handling).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -88,7 +91,10 @@ TEMPLATES = [
     },
 ]
 
-LANGUAGE_CODE = "en-us"
+# The admin speaks English or Vietnamese (the robot's operators read Vietnamese); each user
+# may choose, this is the default.
+LANGUAGE_CODE = os.environ.get("LANGUAGE_CODE", "en-us")
+LANGUAGES = [("en", "English"), ("vi", "Tiếng Việt")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -113,9 +119,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # --- Redis: the cache aliases ----------------------------------------------------------
 # `sessions` is the one configuration of the conversation store: codec, pool, timeouts.
+# No alias pickles: anyone who can write to Redis could otherwise run code in every process
+# that reads it (the `robotperf.E001` system check enforces it).
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 _REDIS_OPTIONS = {
     "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "SERIALIZER": "sessions_app.codec.OrjsonSerializer",
     "SOCKET_CONNECT_TIMEOUT": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "2")),
     "SOCKET_TIMEOUT": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "5")),
     "CONNECTION_POOL_KWARGS": {"max_connections": env_int("REDIS_MAX_CONNECTIONS", 50)},
@@ -132,16 +141,15 @@ CACHES = {
         "LOCATION": REDIS_URL,
         "OPTIONS": {
             **_REDIS_OPTIONS,
-            "SERIALIZER": "sessions_app.codec.OrjsonSerializer",
-            "COMPRESSOR": "sessions_app.codec.ZstdCompressor",
+            "COMPRESSOR": "sessions_app.codec.Lz4Compressor",
             "COMPRESS_MIN_LENGTH": env_int("STORE_COMPRESS_MIN_LENGTH", 4096),
             "COMPRESS_MIN_GAIN": float(os.environ.get("STORE_COMPRESS_MIN_GAIN", "0.2")),
-            "COMPRESS_LEVEL": env_int("STORE_COMPRESS_LEVEL", 3),
+            "COMPRESS_LEVEL": env_int("STORE_COMPRESS_LEVEL", 0),
         },
     },
 }
 
-# Django's own login sessions live in the default cache.
+# Django's own login sessions live in the default cache, JSON through the orjson serializer.
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 SESSION_CACHE_ALIAS = "default"
 
@@ -153,8 +161,11 @@ ROBOTPERF_STORE = {
     "LEGACY_KEY_FORMAT": os.environ.get("STORE_LEGACY_KEY_FORMAT", "session:{cid}"),
     # Seconds a conversation lives after its last write; 0 keeps it until it is deleted.
     "TTL": env_int("STORE_TTL", 7 * 24 * 3600),
-    "DEFAULT_WINDOW": env_int("STORE_DEFAULT_WINDOW", 20),
     "BOT_CONFIG_CACHE_SIZE": env_int("STORE_BOT_CONFIG_CACHE_SIZE", 256),
+    # Whether to look for the robot's old JSON blobs: on a miss only, so they cost nothing
+    # for sessions in the split layout. Turn off once `compact_sessions --migrate-legacy`
+    # reports that none is left.
+    "LEGACY_READS": env_bool("STORE_LEGACY_READS", default=True),
 }
 
 # --- Compaction: when a session is oversized, and what trimming it keeps ---------------------
@@ -172,6 +183,16 @@ ROBOTPERF_COMPACTION = {
     # The task's hard time limit, and its lock's expiry (longer, so runs never overlap).
     "TIME_LIMIT": env_int("COMPACTION_TIME_LIMIT", 10 * 60),
     "LOCK_TIMEOUT": env_int("COMPACTION_LOCK_TIMEOUT", 11 * 60),
+    # One trim, compaction or restore of a session at a time: how long one may take, and how
+    # long another waits for it before giving up with SessionBusy.
+    "SESSION_LOCK_TIMEOUT": env_int("COMPACTION_SESSION_LOCK_TIMEOUT", 10 * 60),
+    "SESSION_LOCK_WAIT": env_int("COMPACTION_SESSION_LOCK_WAIT", 10),
+}
+
+# --- Locks: two runs of one job, or two operations on one session, never overlap ----------
+ROBOTPERF_LOCKS = {
+    "CACHE_ALIAS": "sessions",
+    "KEY_PREFIX": os.environ.get("LOCK_KEY_PREFIX", "rp:lock:"),
 }
 
 # --- Celery -----------------------------------------------------------------------------
@@ -179,7 +200,10 @@ _redis_db = int(urlsplit(REDIS_URL).path.strip("/") or 0)
 CELERY_BROKER_URL = os.environ.get(
     "CELERY_BROKER_URL", redis_url_with_db(REDIS_URL, _redis_db + 1 if _redis_db < 15 else 14)
 )
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+# Results in the database (django-celery-results): the admin shows what each scheduled run did.
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")
+CELERY_RESULT_EXTENDED = True  # keep the task's name, so runs can be told apart
+CELERY_TASK_TRACK_STARTED = True  # a run's start time, for the admin's job durations
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

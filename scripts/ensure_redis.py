@@ -1,15 +1,25 @@
-"""Make sure a Redis answers at a URL; start a throwaway local one when none does.
+"""Make sure a Redis answers at a URL; start a throwaway local one when none does, and stop it.
 
-Standard library only: it runs before the virtualenv exists. Usage: ensure_redis.py URL VAR_DIR
+Standard library only: it runs before the virtualenv exists. A server it starts is recorded under
+VAR_DIR/redis/<port>/ with the id of who asked (`--owner`, `make` passes its pid); `--stop` stops
+only the servers recorded for that owner, so a Redis this script did not start is never touched.
+
+Usage: ensure_redis.py [--owner ID] URL VAR_DIR
+       ensure_redis.py --stop [--owner ID] VAR_DIR     (no --owner: every recorded server)
 """
 
+import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
+
+OWNER_FILE = "started-by"
 
 
 def ping(host, port, password=None):
@@ -39,7 +49,7 @@ def redis_server_binary():
     return shutil.which("redis-server")
 
 
-def main(url, var_dir):
+def start(url, var_dir, owner):
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     if ping(host, port, parts.password):
@@ -53,23 +63,88 @@ def main(url, var_dir):
             "no redis-server: install it with: sudo apt-get install redis-server", file=sys.stderr
         )
         return 1
-    data_dir = os.path.join(var_dir, "redis")
-    os.makedirs(data_dir, exist_ok=True)
+    # Absolute paths: the server changes into --dir before it opens the others.
+    data_dir = (Path(var_dir) / "redis" / str(port)).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log, pidfile = data_dir / "redis.log", data_dir / "redis.pid"
     command = [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"]
-    command += ["--daemonize", "yes", "--dir", data_dir, "--logfile", "redis.log"]
-    command += ["--pidfile", os.path.join(data_dir, "redis.pid")]
+    command += ["--daemonize", "yes", "--dir", str(data_dir), "--logfile", str(log)]
+    command += ["--pidfile", str(pidfile)]
     if parts.password:
         command += ["--requirepass", parts.password]
     subprocess.run(command, check=True)
+    # Recorded before it answers, so a --stop after a slow start still finds it.
+    (data_dir / OWNER_FILE).write_text(f"{owner}\n")
     for _ in range(50):
-        if ping(host, port, parts.password):
+        if ping(host, port, parts.password) and pidfile.exists():
             print(f"started redis-server on {host}:{port} (data in {data_dir})", file=sys.stderr)
             return 0
         time.sleep(0.1)
-    log = os.path.join(data_dir, "redis.log")
     print(f"redis-server did not answer on {host}:{port}; see {log}", file=sys.stderr)
     return 1
 
 
+def stop(var_dir, owner):
+    """Stop the servers recorded under var_dir for ``owner`` (None: all); 1 if one stays up."""
+    status = 0
+    for record in sorted(Path(var_dir).glob(f"redis/*/{OWNER_FILE}")):
+        if owner is not None and record.read_text().strip() != owner:
+            continue
+        data_dir, port = record.parent, record.parent.name
+        pid = read_pid(data_dir / "redis.pid")
+        if pid is not None and is_redis_server(pid, port):
+            os.kill(pid, signal.SIGTERM)
+            if not wait_until_gone(pid):
+                print(f"redis-server {pid} on port {port} did not stop", file=sys.stderr)
+                status = 1
+                continue
+            print(f"stopped the redis-server started on port {port}", file=sys.stderr)
+        record.unlink()
+    return status
+
+
+def read_pid(pidfile):
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_redis_server(pid, port):
+    """Whether ``pid`` is still the redis-server we started on ``port`` (pids are reused)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    words = argv.replace("\0", " ").split()
+    return "redis-server" in argv and any(w == port or w.endswith(f":{port}") for w in words)
+
+
+def wait_until_gone(pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stop", action="store_true", help="stop what --owner started")
+    parser.add_argument("--owner", help="who starts or stops (default: the parent process)")
+    parser.add_argument("args", nargs="+", metavar="URL VAR_DIR")
+    options = parser.parse_args(argv)
+    if options.stop:
+        if len(options.args) != 1:
+            parser.error("--stop takes VAR_DIR only")
+        return stop(options.args[0], options.owner)
+    if len(options.args) != 2:
+        parser.error("expected URL VAR_DIR")
+    return start(*options.args, options.owner or str(os.getppid()))
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main())

@@ -1,6 +1,13 @@
 from django.apps import AppConfig
+from django.core import checks
+from django.utils.translation import gettext_lazy as _
+
+from sessions_app.checks import check_no_cache_pickles
 
 
 class SessionsAppConfig(AppConfig):
     name = "sessions_app"
-    verbose_name = "Conversation sessions"
+    verbose_name = _("Conversation sessions")
+
+    def ready(self):
+        checks.register(check_no_cache_pickles, checks.Tags.caches, checks.Tags.security)

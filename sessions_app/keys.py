@@ -1,9 +1,49 @@
-"""The Redis key layout of the conversation store: the only place that spells a key.
+"""The Redis key layout of the conversation store: the only place that spells a key or a field.
 
-A conversation id sits in ``{}``, a Redis Cluster hash tag, so one conversation's keys share a slot.
+A conversation id sits in ``{}``, a Redis Cluster hash tag, so one conversation's keys share a
+slot; the indexes and the shared bot_configs are keys of their own, written beside its scripts.
 """
 
 from dataclasses import dataclass
+
+# Fields of a conversation's state hash, besides one per top-level key of its state.
+REV = "rev"
+"""Bumped by every state write; a write names the rev it read."""
+SEQ = "seq"
+"""The seq the next appended turn gets."""
+CFG = "cfg"
+"""The digest of its shared bot_config."""
+ARCHIVED = "archived"
+"""How many of its turns were moved to the archive."""
+BYTES = "bytes"
+"""Bytes of its state fields and turn items in Redis."""
+DOC = "doc"
+"""The whole state as one value: how the first release stored it, read and split on write."""
+STATE_PREFIX = "s:"
+# What the Lua scripts call these (the table ``F`` that scripts.py gives them).
+LUA_FIELDS = {
+    "rev": REV,
+    "seq": SEQ,
+    "cfg": CFG,
+    "archived": ARCHIVED,
+    "bytes": BYTES,
+    "doc": DOC,
+    "state_prefix": STATE_PREFIX,
+}
+
+
+def state_field(name):
+    """The state hash field of the top-level state key ``name``."""
+    return STATE_PREFIX + name
+
+
+def check_cid(conversation_id):
+    """A conversation id: a non-empty str without braces (they would move its hash tag)."""
+    if not isinstance(conversation_id, str) or not conversation_id:
+        raise ValueError(f"conversation_id must be a non-empty string, got {conversation_id!r}")
+    if "{" in conversation_id or "}" in conversation_id:
+        raise ValueError(f"conversation_id must not contain braces: {conversation_id!r}")
+    return conversation_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,7 +52,7 @@ class KeyLayout:
     legacy_format: str = "session:{cid}"
 
     def state(self, cid):
-        """HASH: doc, rev, seq, cfg, archived, bytes."""
+        """HASH: REV, SEQ, CFG, ARCHIVED, BYTES, and one ``s:<key>`` field per state key."""
         return f"{self.prefix}:conv:{{{cid}}}:state"
 
     def turns(self, cid):
@@ -28,10 +68,6 @@ class KeyLayout:
         return self.legacy_format.format(cid=cid)
 
     @property
-    def bot_config_prefix(self):
-        return self.bot_config("")
-
-    @property
     def index_bytes(self):
         """ZSET: conversation id -> bytes of its state and turns."""
         return f"{self.prefix}:idx:bytes"
@@ -41,13 +77,18 @@ class KeyLayout:
         """ZSET: conversation id -> unix time of its last write."""
         return f"{self.prefix}:idx:seen"
 
-    def lock(self, name):
-        return f"{self.prefix}:lock:{name}"
-
     @property
     def state_pattern(self):
         """SCAN pattern that matches every conversation's state key."""
         return f"{self.prefix}:conv:*:state"
+
+    @property
+    def bot_config_prefix(self):
+        return self.bot_config("")
+
+    @property
+    def bot_config_pattern(self):
+        return self.bot_config("*")
 
     @property
     def legacy_pattern(self):
@@ -59,3 +100,18 @@ class KeyLayout:
     def cid_from_legacy(self, key):
         head, _, tail = self.legacy_format.partition("{cid}")
         return key[len(head) : len(key) - len(tail)]
+
+    # --- the admin's own keys: a cached census of every session, scratch space ---------------
+
+    def census(self, part):
+        """The admin's census (see census.py): ``summary`` (STRING, JSON); ZSETs ``ids`` (every
+        id, score 0: by id), ``turns`` (id -> turns in Redis), ``oversized`` (id -> bytes)."""
+        return f"{self.prefix}:admin:census:{part}"
+
+    def census_bot(self, digest):
+        """ZSET: conversation id -> bytes, of the sessions sharing the bot_config ``digest``."""
+        return f"{self.prefix}:admin:census:bot:{digest}"
+
+    def scratch(self, token):
+        """A short-lived key of one admin request (a list filter, a load profile's legacy blob)."""
+        return f"{self.prefix}:admin:scratch:{token}"

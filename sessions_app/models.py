@@ -5,6 +5,7 @@ Redis holds the hot set; these tables keep the rest, so `store.load(window=None)
 
 from django.db import connections, models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class ArchivedTurnQuerySet(models.QuerySet):
@@ -63,6 +64,8 @@ class ArchivedTurn(models.Model):
             )
         ]
         ordering = ["conversation_id", "seq"]
+        verbose_name = _("archived turn")
+        verbose_name_plural = _("archived turns")
 
     def __str__(self):
         return f"{self.conversation_id} #{self.seq}"
@@ -82,6 +85,32 @@ class ArchivedSession(models.Model):
 
     class Meta:
         ordering = ["-archived_at"]
+        verbose_name = _("archived session")
+        verbose_name_plural = _("archived sessions")
+        permissions = [("restore_archivedsession", "Can restore an archived session to Redis")]
+
+    def __str__(self):
+        return self.conversation_id
+
+
+class ConversationSession(models.Model):
+    """A conversation in Redis, as the admin names it: no table, only an entry and permissions.
+
+    The admin reads sessions from the store (index ZSETs, pipelines); this model gives it a
+    place in the admin index, breadcrumbs, the history (LogEntry) and these permissions.
+    """
+
+    conversation_id = models.CharField(max_length=255, primary_key=True)
+
+    class Meta:
+        managed = False
+        verbose_name = _("conversation session")
+        verbose_name_plural = _("conversation sessions")
+        default_permissions = ("view", "delete")
+        permissions = [
+            ("trim_conversationsession", "Can trim the history of a conversation session"),
+            ("compact_conversationsession", "Can compact conversation sessions"),
+        ]
 
     def __str__(self):
         return self.conversation_id

@@ -19,7 +19,7 @@ def compact_report_table(report):
         ("scanned", report.scanned),
         ("oversized", report.oversized),
         ("idle", report.idle),
-        ("legacy migrated", report.migrated),
+        ("legacy migrated", f"{report.migrated} ({human_bytes(report.migrated_bytes)})"),
         ("compacted", report.compacted),
         ("archived whole", report.archived_sessions),
         ("turns archived", report.turns_archived),
@@ -27,6 +27,7 @@ def compact_report_table(report):
         ("bytes after", human_bytes(report.bytes_after)),
         ("stale index entries pruned", report.pruned),
         ("skipped", len(report.skipped)),
+        ("missing", len(report.missing)),
         ("failed", len(report.failed)),
         ("seconds", f"{report.seconds:.2f}"),
     ]
@@ -40,6 +41,7 @@ def compact_report_table(report):
         ("failed", report.failed, "error"),
     ):
         lines += [f"{label}: {item['conversation_id']}: {item[detail]}" for item in items]
+    lines += [f"missing: {cid}: no such conversation" for cid in report.missing]
     return "\n".join(lines)
 
 
@@ -54,6 +56,7 @@ def session_stats_table(stats):
             ("max", human_bytes(stats.max)),
         ]
     )
+    lines.append(f"  legacy blobs to migrate: {stats.legacy} ({human_bytes(stats.legacy_bytes)})")
     widest = max((count for _, _, count in stats.histogram), default=0)
     lines.append("\nSizes")
     for low, high, count in stats.histogram:
@@ -65,6 +68,9 @@ def session_stats_table(stats):
     lines += _rows(
         [(bot, f"{count:>7}  {human_bytes(size)}") for bot, count, size in stats.per_bot]
     )
+    if stats.corrupt:
+        lines.append(f"\nCorrupt {len(stats.corrupt)} (left in place)")
+        lines += [f"  {item['conversation_id']}: {item['reason']}" for item in stats.corrupt]
     return "\n".join(lines)
 
 

@@ -4,11 +4,20 @@ Nothing here writes: the rules that change sessions are in `services.py`.
 """
 
 import bisect
+import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from sessions_app.models import ArchivedTurn
-from sessions_app.store import CorruptSession, get_store
+from django_celery_beat.models import PeriodicTask
+from django_celery_results.models import TaskResult
+
+from phonemes import selectors as phoneme_selectors
+from sessions_app import census, maintenance
+from sessions_app.census import Census
+from sessions_app.maintenance import SessionParts, SessionRow
+from sessions_app.models import ArchivedSession, ArchivedTurn
+from sessions_app.store import CorruptSession, SessionNotFound, get_store
 
 NO_BOT = "(no bot_id)"
 UNREADABLE = "(unreadable)"
@@ -17,7 +26,7 @@ UNREADABLE = "(unreadable)"
 @dataclass(frozen=True, kw_only=True)
 class SessionStats:
     count: int
-    """Sessions in the bytes index (legacy blobs not yet migrated are not counted)."""
+    """Sessions in the bytes index, in the split layout."""
     total_bytes: int
     p50: int
     p95: int
@@ -27,6 +36,11 @@ class SessionStats:
     largest: list[tuple[str, int]]
     per_bot: list[tuple[str, int, int]]
     """(bot_id, sessions, bytes), largest first."""
+    legacy: int = 0
+    """Legacy blobs still to migrate (not in the figures above)."""
+    legacy_bytes: int = 0
+    corrupt: list[dict] = field(default_factory=list)
+    """{conversation_id, key, reason} of each session whose keys cannot be read."""
 
 
 def archived_turns(conversation_id: str, *, from_seq: int = 0) -> list[dict]:
@@ -37,8 +51,11 @@ def archived_turns(conversation_id: str, *, from_seq: int = 0) -> list[dict]:
 
 def session_stats(*, top: int = 10) -> SessionStats:
     """Sizes of the sessions in Redis: totals, percentiles, a histogram, the largest, per bot."""
-    entries = get_store().index_entries()
+    store = get_store()
+    entries = store.index_entries()
     sizes = [size for _, size in entries]
+    legacy, legacy_bytes = store.legacy_totals()
+    per_bot, corrupt = _per_bot(entries)
     return SessionStats(
         count=len(sizes),
         total_bytes=sum(sizes),
@@ -47,7 +64,10 @@ def session_stats(*, top: int = 10) -> SessionStats:
         max=sizes[-1] if sizes else 0,
         histogram=_histogram(sizes),
         largest=entries[: -top - 1 : -1] if top else [],
-        per_bot=_per_bot(entries),
+        per_bot=per_bot,
+        legacy=legacy,
+        legacy_bytes=legacy_bytes,
+        corrupt=corrupt,
     )
 
 
@@ -73,17 +93,20 @@ def _per_bot(entries):
     # costs one small HGET per session; one session of each group names the bot.
     store = get_store()
     cids = [cid for cid, _ in entries]
-    groups = {}
+    groups, corrupt = {}, []
     for (cid, size), digest in zip(entries, store.bot_config_digests(cids), strict=True):
+        if isinstance(digest, CorruptSession):
+            corrupt.append({"conversation_id": cid, "key": digest.key, "reason": str(digest)})
+            digest = UNREADABLE
         group = groups.setdefault(digest, [cid, 0, 0])
         group[1] += 1
         group[2] += size
     sessions, total = Counter(), Counter()
     for digest, (sample, count, size) in groups.items():
-        bot = NO_BOT if digest is None else _bot_id(store, sample)
+        bot = {None: NO_BOT, UNREADABLE: UNREADABLE}.get(digest) or _bot_id(store, sample)
         sessions[bot] += count
         total[bot] += size
-    return [(bot, sessions[bot], size) for bot, size in total.most_common()]
+    return [(bot, sessions[bot], size) for bot, size in total.most_common()], corrupt
 
 
 def _bot_id(store, conversation_id):
@@ -92,3 +115,215 @@ def _bot_id(store, conversation_id):
     except CorruptSession:
         return UNREADABLE
     return str(session.get("bot_id", NO_BOT)) if session else NO_BOT
+
+
+# --- the sessions admin -----------------------------------------------------------------
+# Pages read the index ZSETs through pipelines and decode only the sessions they show; totals
+# that need every session come from the census (census.py), the one cache these may refill.
+
+SORTS = ("size", "turns", "seen")
+PER_PAGE = 50
+SEARCH_LIMIT = 1000
+TOP = 20
+RUNS_SHOWN = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dashboard:
+    sessions: int
+    p50: int
+    p95: int
+    max: int
+    histogram: list[tuple[int, int, int]]
+    """(low, high, sessions) per power-of-two size band, low inclusive, high exclusive."""
+    largest: list[SessionRow]
+    census: Census | None
+    """Totals per bot, oversized, legacy: None until the first count of a large store."""
+    phonemes: object
+    jobs: list["ScheduledJob"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRun:
+    status: str
+    done_at: datetime | None
+    seconds: float | None
+    summary: str
+    failed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduledJob:
+    name: str
+    task: str
+    schedule: str
+    enabled: bool
+    last_run_at: datetime | None
+    runs: list[JobRun]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionQuery:
+    sort: str = "size"
+    descending: bool = True
+    oversized: bool = False
+    bot: str = ""
+    """A bot_config digest, as the census groups sessions."""
+    search: str = ""
+    page: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionPage:
+    rows: list[SessionRow]
+    total: int
+    page: int
+    pages: int
+    census: Census | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionDetail:
+    conversation_id: str
+    parts: SessionParts | None
+    """None when Redis no longer holds it (archived whole, deleted or expired)."""
+    archived_turns: int
+    archived_session: ArchivedSession | None
+    bot_config_shared_by: int | None
+
+
+def dashboard(policy) -> Dashboard:
+    """The size dashboard: live figures from the bytes index, totals from the census."""
+    store = get_store()
+    summary = maintenance.index_summary(store, top=TOP)
+    return Dashboard(
+        sessions=summary.sessions,
+        p50=summary.p50,
+        p95=summary.p95,
+        max=summary.max,
+        histogram=summary.histogram,
+        largest=maintenance.session_rows(store, [cid for cid, _ in summary.largest]),
+        census=census.current(store, policy),
+        phonemes=phoneme_selectors.cache_summary(),
+        jobs=scheduled_jobs(),
+    )
+
+
+def session_page(query: SessionQuery, policy) -> SessionPage:
+    """One page of the session list, sorted and filtered in Redis, or the search's matches."""
+    store = get_store()
+    counted = census.current(store, policy)
+    if query.search:
+        cids = _search(store, query.search)
+        total = len(cids)
+        cids = cids[(query.page - 1) * PER_PAGE : query.page * PER_PAGE]
+    else:
+        keys = store.keys
+        source = {"size": keys.index_bytes, "seen": keys.index_seen}.get(query.sort)
+        within = [keys.census("oversized")] if query.oversized else []
+        within += [keys.census_bot(query.bot)] if query.bot else []
+        page = maintenance.index_page(
+            store,
+            source or keys.census("turns"),
+            offset=(query.page - 1) * PER_PAGE,
+            limit=PER_PAGE,
+            descending=query.descending,
+            within=within or None,
+        )
+        total, cids = page.total, [cid for cid, _ in page.entries]
+    return SessionPage(
+        rows=maintenance.session_rows(store, cids),
+        total=total,
+        page=query.page,
+        pages=max(1, -(-total // PER_PAGE)),
+        census=counted,
+    )
+
+
+def _search(store, text):
+    """The exact id first, if it exists, then the ids that start with ``text``, largest first."""
+    matches = maintenance.find_by_prefix(store, text, limit=SEARCH_LIMIT)
+    cids = [cid for cid, _ in matches if cid != text]
+    return [text, *cids] if maintenance.session_exists(store, text) else cids
+
+
+def session_detail(conversation_id: str) -> SessionDetail:
+    """Where one session's bytes are, its last turns, and what the archive holds of it.
+
+    Raises SessionNotFound when neither Redis nor the archive knows the conversation.
+    """
+    store = get_store()
+    try:
+        parts = maintenance.session_parts(store, conversation_id)
+    except SessionNotFound:
+        parts = None
+    archived = ArchivedTurn.objects.filter(conversation_id=conversation_id).count()
+    whole = ArchivedSession.objects.filter(conversation_id=conversation_id).first()
+    if parts is None and not archived and whole is None:
+        raise SessionNotFound(conversation_id)
+    counted = census.read(store)
+    shared = None
+    if parts is not None and parts.bot_config_digest and counted is not None:
+        shared = next(
+            (b.sessions for b in counted.bots if b.digest == parts.bot_config_digest), None
+        )
+    return SessionDetail(
+        conversation_id=conversation_id,
+        parts=parts,
+        archived_turns=archived,
+        archived_session=whole,
+        bot_config_shared_by=shared,
+    )
+
+
+def scheduled_jobs(*, runs: int = RUNS_SHOWN) -> list[ScheduledJob]:
+    """The beat schedules of our tasks, each with its last runs from django-celery-results."""
+    jobs = []
+    for task in PeriodicTask.objects.exclude(task__startswith="celery.").order_by("name"):
+        results = TaskResult.objects.filter(task_name=task.task).order_by("-date_done")[:runs]
+        jobs.append(
+            ScheduledJob(
+                name=task.name,
+                task=task.task,
+                schedule=str(task.scheduler) if task.scheduler else "",
+                enabled=task.enabled,
+                last_run_at=task.last_run_at,
+                runs=[_job_run(result) for result in results],
+            )
+        )
+    return jobs
+
+
+def _job_run(result):
+    try:
+        value = json.loads(result.result) if result.result else None
+    except ValueError:
+        value = result.result
+    seconds = value.get("seconds") if isinstance(value, dict) else None
+    if seconds is None and result.date_created and result.date_done > result.date_created:
+        seconds = (result.date_done - result.date_created).total_seconds()
+    failed = result.status in ("FAILURE", "REVOKED")
+    return JobRun(
+        status=result.status,
+        done_at=result.date_done,
+        seconds=seconds,
+        summary=_summary(value, failed),
+        failed=failed,
+    )
+
+
+def _summary(value, failed):
+    """What a run did, in one line: its report's non-zero figures, or the error."""
+    if failed and isinstance(value, dict):
+        return f"{value.get('exc_type', 'Error')}: {value.get('exc_message', '')}"[:300]
+    if not isinstance(value, dict):
+        return "" if value is None else str(value)[:300]
+    shown = [
+        f"{name.replace('_', ' ')} {figure}"
+        for name, figure in value.items()
+        if name != "seconds" and isinstance(figure, int | float | str) and figure not in (0, "")
+    ]
+    shown += [
+        f"{name} {len(items)}" for name, items in value.items() if isinstance(items, list) and items
+    ]
+    return ", ".join(shown)[:300]

@@ -1,6 +1,10 @@
 """Shared fixtures: the tests' own Redis database, flushed around every test."""
 
+import uuid
+
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import caches
 
 from sessions_app.store import get_store
@@ -18,3 +22,20 @@ def redis_client():
 @pytest.fixture
 def store():
     return get_store()
+
+
+# kombu's Redis transport keeps a queue's bindings in these sets, and never expires them.
+KOMBU_BINDINGS = ("_kombu.binding.{}", "_kombu.binding_permanent.{}")
+
+
+@pytest.fixture
+def celery_queue():
+    """A Celery queue of this test's own, so no other run's worker takes its tasks; the bindings
+    kombu declared for it are deleted from the broker afterwards."""
+    name = f"test-{uuid.uuid4().hex}"
+    yield name
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    try:
+        broker.delete(*(key.format(name) for key in KOMBU_BINDINGS))
+    finally:
+        broker.close()

@@ -6,11 +6,23 @@ Tests flush that database, so it must never be the one the application uses.
 import os
 
 os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-os.environ.pop("CELERY_BROKER_URL", None)
+# The tests' broker is the tests' own database unless TEST_CELERY_BROKER_URL names another: two
+# runs on different databases never take each other's tasks, and its flush clears kombu's keys.
+os.environ["CELERY_BROKER_URL"] = (
+    os.environ.get("TEST_CELERY_BROKER_URL") or os.environ["REDIS_URL"]
+)
 os.environ.pop("CELERY_RESULT_BACKEND", None)
 
 from robotperf.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Test workers take no remote control: no pidbox queue, so no bindings of one left in the broker.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 # Threads in the tests open their own connections: do not keep them past their use.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: the tests that race two processes share the test database with them.
+    # Named after the Redis database, so two runs on two databases keep apart.
+    _db = os.environ["REDIS_URL"].rsplit("/", 1)[-1] or "0"
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_db}.sqlite3")}  # noqa: F405

@@ -25,6 +25,7 @@ def test_scores_two_texts(client, phoneme_settings):
     ("body", "message"),
     [
         ("{nope", "JSON"),
+        (b"\xff\xfe{}", "JSON"),
         ("[]", "JSON object"),
         ('{"text_1": "cat"}', "must be strings"),
         ('{"text_1": "cat", "text_2": "   "}', "empty"),
@@ -49,3 +50,34 @@ def test_service_down_is_a_502_naming_the_service(client, settings):
 
 def test_only_post(client):
     assert client.get(URL).status_code == 405
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete", "patch"])
+def test_another_method_is_a_405_json_naming_post(client, method):
+    response = getattr(client, method)(URL)
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert response["Content-Type"] == "application/json"
+    assert "POST" in response.json()["error"]
+
+
+def test_a_body_over_the_upload_limit_is_a_413_json(client, settings):
+    body = b'{"text_1": "' + b"a" * (10 * 1024 * 1024) + b'", "text_2": "b"}'
+    assert len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    response = client.post(URL, body, content_type="application/json")
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert response.json() == {"error": f"request body is larger than the {limit} bytes accepted"}
+    assert response["Server-Timing"].startswith("app;dur=")
+
+
+def test_an_unexpected_failure_is_a_500_json(client, monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("phonemes.api.phoneme_similarity", broken)
+    response = client.post(URL, {"text_1": "cat", "text_2": "bat"}, content_type="application/json")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error"}
+    assert "boom" in caplog.text

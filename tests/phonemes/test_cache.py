@@ -41,10 +41,18 @@ class TestNormalization:
         assert list(PhonemeCacheEntry.objects.values_list("text", flat=True)) == ["the cat"]
 
     @pytest.mark.parametrize(
-        ("text", "lang"), [("   ", "en"), ("x" * 101, "en"), (None, "en"), ("cat", "EN;")]
+        ("text", "lang", "message"),
+        [
+            ("   ", "en", "text is empty"),
+            ("x" * 101, "en", "longer than 100 characters"),
+            (None, "en", "must be strings"),
+            ("cat", "EN;", "language code"),
+        ],
     )
-    def test_bad_input_is_refused_before_any_request(self, phoneme_client, service, db, text, lang):
-        with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+    def test_bad_input_is_refused_before_any_request(
+        self, phoneme_client, service, db, text, lang, message
+    ):
+        with pytest.raises(ValueError, match=message):
             make_cache(phoneme_client).get_pair(text, "cat", lang)
         assert service.phoneme_requests == 0
 
@@ -150,6 +158,25 @@ class TestTier2:
         assert hits == {"cat": 1, "dog": 0, "hat": 0}
         counters = dict(PhonemeCacheCounter.objects.values_list("name", "value"))
         assert counters == {"tier2_hits": 1, "misses": 1}
+
+    def test_flushes_add_to_what_earlier_flushes_and_other_processes_wrote(
+        self, phoneme_client, service, db
+    ):
+        first, second = make_cache(phoneme_client), make_cache(phoneme_client)
+        first.get_pair("cat", "dog", "en")  # two misses: rows written, no hits
+        for _ in range(3):
+            first.get_pair("cat", "cat", "en")
+        first.flush()
+        second.get_pair("cat", "cat", "en")  # a tier-2 hit, counted on the row
+        second.flush()
+        first.get_pair("cat", "dog", "en")
+        first.flush()
+
+        hits = dict(PhonemeCacheEntry.objects.values_list("text", "hits"))
+        assert hits == {"cat": 3 * 2 + 1 + 1, "dog": 1}
+        counters = dict(PhonemeCacheCounter.objects.values_list("name", "value"))
+        assert counters == {"tier1_hits": 3 * 2 + 2, "tier2_hits": 1, "misses": 2}
+        assert service.phoneme_requests == 2
 
 
 class TestSingleFlight:

@@ -171,9 +171,14 @@ def test_a_forked_child_opens_its_own_connection(phoneme_client, service):
 
 
 @pytest.mark.parametrize(
-    "overrides",
-    [{"url": "ftp://example.org"}, {"url": "not a url"}, {"connect_timeout": 0}, {"retries": -1}],
+    ("overrides", "message"),
+    [
+        ({"url": "ftp://example.org"}, r"http\(s\) URL, got 'ftp://example.org'"),
+        ({"url": "not a url"}, r"http\(s\) URL, got 'not a url'"),
+        ({"connect_timeout": 0}, "connect_timeout must be > 0"),
+        ({"retries": -1}, "retries"),
+    ],
 )
-def test_bad_configuration_is_refused(overrides):
-    with pytest.raises(ImproperlyConfigured):
+def test_bad_configuration_is_refused(overrides, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
         ClientConfig(**{"url": "http://127.0.0.1:8001", **overrides})

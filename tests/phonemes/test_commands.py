@@ -65,7 +65,7 @@ class TestEvictPhonemeCache:
     )
     def test_bad_numbers_are_a_command_error(self, args):
         make_entry("kept", days_ago=400)
-        with pytest.raises(CommandError):
+        with pytest.raises(CommandError, match="must be"):
             evict(*args)
         assert remaining() == ["kept"]
 

@@ -1,11 +1,13 @@
 """The similarity rules on real phonemes, and tier-2 eviction by age, count and bytes."""
 
 import asyncio
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from phonemes import services
 from phonemes.cache import get_cache
 from phonemes.client import PhonemeServiceError, get_client
 from phonemes.models import PhonemeCacheEntry, entry_digest
@@ -50,7 +52,7 @@ class TestPhonemeSimilarity:
     def test_service_down_raises_phoneme_service_error(self, settings):
         settings.PHONEME_URL = dead_url()
         settings.ROBOTPERF_PHONEMES = {**settings.ROBOTPERF_PHONEMES, "BACKOFF": 0.01}
-        with pytest.raises(PhonemeServiceError):
+        with pytest.raises(PhonemeServiceError, match=re.escape(settings.PHONEME_URL)):
             phoneme_similarity("cat", "bat")
         get_client().close()
 
@@ -83,6 +85,24 @@ def make_entry(text, *, days_ago, size=100, hits=0):
 
 def remaining():
     return sorted(PhonemeCacheEntry.objects.values_list("text", flat=True))
+
+
+def used_between_selection_and_delete(monkeypatch, text):
+    """Make ``text`` used (as a hit flushed by another process would) right after eviction
+    has read it as a candidate and before it deletes; returns the texts so refreshed."""
+    select = services._lru_batches
+    refreshed = []
+
+    def select_then_use(queryset, size):
+        for chunk in select(queryset, size):
+            entry = PhonemeCacheEntry.objects.get(text=text)
+            if entry.pk in {pk for pk, _, _ in chunk} and not refreshed:
+                PhonemeCacheEntry.objects.filter(pk=entry.pk).update(last_used_at=timezone.now())
+                refreshed.append(text)
+            yield chunk
+
+    monkeypatch.setattr(services, "_lru_batches", select_then_use)
+    return refreshed
 
 
 class TestEvictStale:
@@ -147,6 +167,26 @@ class TestEvictStale:
         again = evict_stale(**{**self.LIMITS, "max_rows": 2})
         assert (again.expired_rows, again.lru_rows, again.deleted_bytes) == (0, 0, 0)
         assert remaining() == ["t0", "t1"]
+
+    def test_a_row_used_after_it_was_picked_as_expired_is_kept(self, monkeypatch):
+        make_entry("fresh", days_ago=1)
+        make_entry("stale", days_ago=40, size=300)
+        picked = used_between_selection_and_delete(monkeypatch, "stale")
+        report = evict_stale(**self.LIMITS)
+        assert picked == ["stale"]
+        assert remaining() == ["fresh", "stale"]
+        assert (report.expired_rows, report.lru_rows, report.deleted_bytes) == (0, 0, 0)
+        assert (report.remaining_rows, report.remaining_bytes) == (2, 400)
+
+    def test_a_row_used_after_it_was_picked_as_least_recent_is_kept(self, monkeypatch):
+        for days in range(1, 6):
+            make_entry(f"t{days}", days_ago=days, size=10 * days)
+        picked = used_between_selection_and_delete(monkeypatch, "t5")
+        report = evict_stale(**{**self.LIMITS, "max_rows": 2}, batch=10)
+        assert picked == ["t5"]
+        assert remaining() == ["t1", "t2", "t5"]
+        assert (report.expired_rows, report.lru_rows, report.deleted_bytes) == (0, 2, 40 + 30)
+        assert (report.remaining_rows, report.remaining_bytes) == (3, 10 + 20 + 50)
 
     @pytest.mark.parametrize(
         "bad", [{"max_rows": -1}, {"max_bytes": -5}, {"older_than": timedelta(days=-1)}]

@@ -92,11 +92,11 @@ def test_compact_dry_run_writes_nothing(sessions):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--max-turns", "-1"], "max_turns must be at least 1, got -1"),
-        (["--max-bytes", "0"], "max_bytes must be at least 1, got 0"),
-        (["--pinned", "-2"], "pinned must not be negative, got -2"),
+        (["--max-turns", "-1"], "--max-turns must be at least 1, got -1"),
+        (["--max-bytes", "0"], "--max-bytes must be at least 1, got 0"),
+        (["--pinned", "-2"], "--pinned must be at least 0, got -2"),
         (["--max-turns", "10", "--keep-turns", "50"], "must not be larger than max_turns"),
-        (["--limit", "0"], "limit must be at least 1, got 0"),
+        (["--limit", "0"], "--limit must be at least 1, got 0"),
     ],
 )
 def test_compact_bad_numbers_are_a_command_error(args, message):
@@ -114,6 +114,48 @@ def test_compact_with_redis_down_is_a_command_error(settings):
 
     with pytest.raises(CommandError, match=r"Redis at redis://127.0.0.1:1/0 is unreachable"):
         run("compact_sessions")
+
+
+@pytest.mark.django_db
+def test_compact_a_missing_conversation_exits_non_zero_after_the_others(sessions):
+    out = StringIO()
+    with pytest.raises(CommandError, match="no such conversation: nosuchid"):
+        call_command(
+            "compact_sessions",
+            *SMALL,
+            "--conversation",
+            "nosuchid",
+            "--conversation",
+            "long-1",
+            stdout=out,
+            stderr=StringIO(),
+        )
+
+    assert "missing: nosuchid: no such conversation" in out.getvalue()
+    assert sessions.client.llen(sessions.keys.turns("long-1")) == 5
+
+
+@pytest.mark.django_db
+def test_compact_migrate_legacy_moves_blobs_and_reports_their_bytes(sessions):
+    blob = json.dumps({"conversation_id": "old", "history": [{"role": "user"}]})
+    sessions.client.set(sessions.keys.legacy("old"), blob)
+
+    output = run("compact_sessions", *SMALL, "--migrate-legacy")
+
+    (row,) = [line for line in output.splitlines() if "legacy migrated" in line]
+    assert row.split("legacy migrated")[1].strip() == f"1 ({len(blob)} B)"
+    assert not sessions.client.exists(sessions.keys.legacy("old"))
+    assert sessions.load("old")["_turns"] == 1
+
+
+@pytest.mark.django_db
+def test_compact_without_migrate_legacy_leaves_the_blobs(sessions):
+    sessions.client.set(sessions.keys.legacy("old"), json.dumps({"history": []}))
+
+    report = json.loads(run("compact_sessions", *SMALL, "--format", "json"))
+
+    assert report["migrated"] == 0
+    assert sessions.client.exists(sessions.keys.legacy("old"))
 
 
 # --- session_stats ------------------------------------------------------------------------
@@ -144,6 +186,29 @@ def test_stats_as_a_table():
     assert "#" in output
     assert "  bot-a  " in output
     assert "  long-" in output
+
+
+def test_stats_count_legacy_blobs_and_report_corrupt_sessions(sessions, redis_client):
+    blob = json.dumps({"conversation_id": "old", "history": []})
+    redis_client.set(sessions.keys.legacy("old"), blob)
+    redis_client.delete(sessions.keys.state("short"))
+    redis_client.set(sessions.keys.state("short"), b"not a hash")
+
+    stats = json.loads(run("session_stats", "--format", "json"))
+    table = run("session_stats")
+
+    assert (stats["legacy"], stats["legacy_bytes"]) == (1, len(blob))
+    assert stats["corrupt"] == [
+        {
+            "conversation_id": "short",
+            "key": sessions.keys.state("short"),
+            "reason": stats["corrupt"][0]["reason"],
+        }
+    ]
+    assert "holds a string" in stats["corrupt"][0]["reason"]
+    assert f"legacy blobs to migrate: 1 ({len(blob)} B)" in table
+    assert "Corrupt 1 (left in place)" in table
+    assert redis_client.get(sessions.keys.state("short")) == b"not a hash"
 
 
 def test_stats_of_an_empty_store():
@@ -207,7 +272,7 @@ def test_manage_py_bad_input_exits_one_with_one_line(tmp_path):
 
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "CommandError: keep_turns must be at least 1, got -3"
+        "CommandError: --keep-turns must be at least 1, got -3"
     ]
 
 

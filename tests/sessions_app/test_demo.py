@@ -127,7 +127,7 @@ class TestSharedBotConfig:
         assert make_bot_config(BOTS[0][0], steps=8) != make_bot_config(BOTS[0][0], steps=9)
 
     def test_an_unknown_bot_is_refused(self):
-        with pytest.raises(KeyError):
+        with pytest.raises(KeyError, match="bot-nobody"):
             make_bot_config("bot-nobody", steps=3)
 
 

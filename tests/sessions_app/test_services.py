@@ -4,23 +4,38 @@ Also `store.load(window=None)` reading the archive, which these services fill.
 """
 
 import json
+import socket
+import subprocess
 import time
 
 import orjson
 import pytest
+import redis
+from django.db import DatabaseError
 
-from sessions_app.codec import ZSTD_MAGIC
+from sessions_app import services
+from sessions_app.codec import LZ4_MAGIC
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (
+    Action,
     CompactionPolicy,
+    SessionBusy,
     archive_turns,
     compact_oversized,
     compact_session,
+    plan_compaction,
     rebuild_indexes,
     restore_session,
     trim_history,
 )
-from sessions_app.store import CorruptSession, SessionNotFound, StoreError
+from sessions_app.store import (
+    WRITTEN,
+    CorruptSession,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+    get_store,
+)
 from tests.sessions_app.factories import make_turn, save_session
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +113,7 @@ def test_pinned_turns_stay_in_redis(store):
 
 
 def test_trim_of_a_missing_session_raises(store):
-    with pytest.raises(SessionNotFound):
+    with pytest.raises(SessionNotFound, match="'nobody' does not exist"):
         trim_history("nobody", keep=3)
 
 
@@ -267,7 +282,7 @@ def test_dry_run_changes_nothing_and_reports_what_a_run_would_do(store, redis_cl
     redis_client.zadd(store.keys.index_bytes, {"ghost": 10})
     before = snapshot_redis(redis_client)
 
-    dry = compact_oversized(policy(), dry_run=True)
+    dry = plan_compaction(policy())
 
     assert snapshot_redis(redis_client) == before
     assert ArchivedTurn.objects.count() == 0
@@ -304,7 +319,8 @@ def test_named_conversations_only(store):
     assert report.compacted == 1
     assert len(redis_seqs(store, "long-1")) == 30
     assert len(redis_seqs(store, "long-2")) == 5
-    assert [s["conversation_id"] for s in report.skipped] == ["nobody"]
+    assert report.missing == ["nobody"]
+    assert report.skipped == []
 
 
 def test_a_corrupt_session_is_skipped_reported_and_left_alone(store):
@@ -312,14 +328,16 @@ def test_a_corrupt_session_is_skipped_reported_and_left_alone(store):
     save_session(store, "bad", turns=30)
     store.client.hset(store.keys.state("bad"), "doc", b"\x28\xb5\x2f\xfd garbage")
     store.client.lset(store.keys.turns("bad"), 2, b"2|[broken")
-    before = {k: store.client.dump(k) for k in (store.keys.state("bad"), store.keys.turns("bad"))}
+    before = snapshot_redis(store.client)
 
     report = compact_oversized(policy())
 
     assert report.compacted == 1
     assert [s["conversation_id"] for s in report.skipped] == ["bad"]
     assert "corrupt" in report.skipped[0]["reason"]
-    assert {k: store.client.dump(k) for k in before} == before
+    bad_keys = (store.keys.state("bad"), store.keys.turns("bad"))
+    after = snapshot_redis(store.client)
+    assert {k: after[k.encode()] for k in bad_keys} == {k: before[k.encode()] for k in bad_keys}
     assert not ArchivedTurn.objects.filter(conversation_id="bad").exists()
 
 
@@ -333,7 +351,8 @@ def test_compact_session_migrates_a_legacy_blob_and_trims_it(store, redis_client
 
     result = compact_session("old-1", policy())
 
-    assert result.action.startswith("migrated, trimmed")
+    assert result.migrated
+    assert result.action in {Action.TRIMMED, Action.TRIMMED_REENCODED}
     assert result.turns_archived == 25
     assert not redis_client.exists(store.keys.legacy("old-1"))
     assert redis_seqs(store, "old-1") == list(range(25, 30))
@@ -375,8 +394,8 @@ def test_compaction_re_encodes_with_the_current_codec(store, redis_client):
 
     result = compact_session("c1", policy())
 
-    assert result.action == "re-encoded"
-    assert redis_client.hget(state_key, "doc").startswith(ZSTD_MAGIC)
+    assert result.action is Action.REENCODED
+    assert redis_client.hget(state_key, "doc").startswith(LZ4_MAGIC)
     assert result.bytes_after < result.bytes_before == len(raw)
     assert store.load("c1")["notes"] == doc["notes"]
 
@@ -445,7 +464,7 @@ def test_an_idle_session_written_meanwhile_stays_in_redis(store):
     snapshot = store.snapshot("c1")
     store.append_turns("c1", [make_turn(5)])
 
-    assert not store.drop_archived("c1", rev=snapshot.rev, seq=snapshot.next_seq)
+    assert store.drop_archived("c1", rev=snapshot.rev, seq=snapshot.next_seq) == WRITTEN
     assert redis_seqs(store, "c1") == list(range(6))
 
 
@@ -461,5 +480,222 @@ def test_restore_refuses_a_session_that_is_in_redis(store, redis_client):
 
 
 def test_restore_of_an_unknown_session_raises():
-    with pytest.raises(SessionNotFound):
+    with pytest.raises(SessionNotFound, match="'nobody' does not exist"):
         restore_session("nobody")
+
+
+# --- hostile cases --------------------------------------------------------------------------
+
+
+def test_trim_copies_before_it_removes(store, monkeypatch):
+    save_session(store, "c1", turns=30)
+    removed_after_copy = []
+    real_remove = store.remove_archived
+
+    def remove_checking_the_archive(cid, seqs, *, pinned):
+        assert set(archived_seqs(cid)) >= set(seqs), "removing turns that are not archived"
+        removed_after_copy.extend(seqs)
+        return real_remove(cid, seqs, pinned=pinned)
+
+    monkeypatch.setattr(store, "remove_archived", remove_checking_the_archive)
+    trim_history("c1", keep=5, batch_size=7)
+
+    assert removed_after_copy == list(range(25))
+    assert redis_seqs(store, "c1") == list(range(25, 30))
+
+
+def test_a_failing_archive_leaves_every_turn_in_redis(store, monkeypatch):
+    save_session(store, "c1", turns=30)
+
+    def archive_fails(**kwargs):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(services, "archive_turns", archive_fails)
+    with pytest.raises(DatabaseError, match="disk full"):
+        trim_history("c1", keep=5)
+
+    assert redis_seqs(store, "c1") == list(range(30))
+    assert archived_seqs("c1") == []
+
+
+def test_a_corrupt_state_doc_moves_nothing_and_is_reported(store):
+    save_session(store, "bad", turns=30)
+    store.client.hset(store.keys.state("bad"), "doc", b"\x00garbage")
+
+    report = compact_oversized(policy())
+
+    assert report.skipped == [
+        {
+            "conversation_id": "bad",
+            "key": store.keys.state("bad"),
+            "reason": report.skipped[0]["reason"],
+        }
+    ]
+    assert report.turns_archived == 0
+    assert redis_seqs(store, "bad") == list(range(30))
+    assert archived_seqs("bad") == []
+
+
+def test_a_corrupt_turn_in_a_later_batch_is_reported_with_what_was_moved(store):
+    save_session(store, "bad", turns=30)
+    store.client.lset(store.keys.turns("bad"), 10, b"10|[broken")
+
+    report = compact_oversized(policy(batch_size=7))
+
+    assert report.skipped[0]["key"] == store.keys.turns("bad")
+    assert report.turns_archived == 7 == len(archived_seqs("bad"))
+    assert redis_seqs(store, "bad") == list(range(7, 30))
+    assert store.client.lindex(store.keys.turns("bad"), 3) == b"10|[broken"
+
+
+def test_wrong_typed_sessions_are_reported_and_the_others_compacted(store, redis_client):
+    save_session(store, "long", turns=30)
+    save_session(store, "as-string", turns=30)
+    save_session(store, "as-hash", turns=30)
+    redis_client.delete(store.keys.state("as-string"))
+    redis_client.set(store.keys.state("as-string"), b"oops")
+    redis_client.delete(store.keys.turns("as-hash"))
+    redis_client.hset(store.keys.turns("as-hash"), "oops", 1)
+    before = snapshot_redis(redis_client)
+
+    report = compact_oversized(policy())
+
+    assert report.compacted == 1
+    assert redis_seqs(store, "long") == list(range(25, 30))
+    assert {s["conversation_id"]: s["key"] for s in report.skipped} == {
+        "as-string": store.keys.state("as-string"),
+        "as-hash": store.keys.turns("as-hash"),
+    }
+    after = snapshot_redis(redis_client)
+    for key in (store.keys.state("as-string"), store.keys.turns("as-hash")):
+        assert after[key.encode()] == before[key.encode()]
+    assert report.pruned == 0, "a corrupt session is not a stale index entry"
+
+
+def test_migration_goes_on_past_a_blob_nested_too_deeply(store, redis_client):
+    depth = 100_000
+    deep = '{"a":' * depth + "1" + "}" * depth
+    redis_client.set(store.keys.legacy("deep"), deep)
+    fine = json.dumps({"conversation_id": "fine", "history": [make_turn(0)]})
+    redis_client.set(store.keys.legacy("fine"), fine)
+
+    report = compact_oversized(policy(), migrate_legacy=True)
+
+    assert (report.migrated, report.migrated_bytes) == (1, len(fine))
+    assert [s["conversation_id"] for s in report.skipped] == ["deep"]
+    assert "nested too deeply" in report.skipped[0]["reason"]
+    assert redis_client.get(store.keys.legacy("deep")) == deep.encode()
+    assert store.load("fine")["_turns"] == 1
+
+
+def test_a_dry_run_reports_the_legacy_bytes_it_would_move(store, redis_client):
+    blob = json.dumps({"conversation_id": "old", "history": []})
+    redis_client.set(store.keys.legacy("old"), blob)
+
+    report = plan_compaction(policy(), migrate_legacy=True)
+
+    assert (report.migrated, report.migrated_bytes) == (1, len(blob))
+    assert redis_client.get(store.keys.legacy("old")) == blob.encode()
+
+
+def test_an_idle_session_written_during_its_archive_stays_in_redis(
+    store, redis_client, monkeypatch
+):
+    save_session(store, "c1", turns=5)
+    make_idle(store, redis_client, "c1", seconds=3600)
+    real_archive = services.archive_turns
+
+    def archive_while_the_robot_writes(**kwargs):
+        store.append_turns("c1", [make_turn(5)])
+        real_archive(**kwargs)
+
+    monkeypatch.setattr(services, "archive_turns", archive_while_the_robot_writes)
+    with pytest.raises(SessionBusy, match="written while it was archived"):
+        compact_session("c1", policy(idle_archive_after=600))
+    make_idle(store, redis_client, "c1", seconds=3600)
+    report = compact_oversized(policy(idle_archive_after=600))
+
+    assert redis_seqs(store, "c1")[-2:] == [5, 6]
+    assert not ArchivedSession.objects.filter(conversation_id="c1").exists()
+    assert report.archived_sessions == 0
+    assert "written while it was archived" in report.skipped[0]["reason"]
+
+
+def test_a_restored_session_expires_like_any_other(store, redis_client):
+    save_session(store, "c1", turns=5)
+    make_idle(store, redis_client, "c1", seconds=3600)
+    compact_session("c1", policy(idle_archive_after=600))
+
+    restore_session("c1", keep_turns=2)
+
+    for key in (store.keys.state("c1"), store.keys.turns("c1")):
+        assert store.ttl - 5 < redis_client.ttl(key) <= store.ttl
+    digest = redis_client.hget(store.keys.state("c1"), "cfg").decode()
+    assert redis_client.ttl(store.keys.bot_config(digest)) > store.ttl - 5
+
+
+def test_a_database_failure_is_reported_and_the_others_go_on(store, monkeypatch):
+    save_session(store, "bad", turns=30)
+    save_session(store, "good", turns=30)
+    real_archive = services.archive_turns
+
+    def archive(*, conversation_id, turns):
+        if conversation_id == "bad":
+            raise DatabaseError("database is locked")
+        real_archive(conversation_id=conversation_id, turns=turns)
+
+    monkeypatch.setattr(services, "archive_turns", archive)
+    report = compact_oversized(policy())
+
+    assert report.failed == [{"conversation_id": "bad", "error": "database is locked"}]
+    assert report.compacted == 1
+    assert redis_seqs(store, "bad") == list(range(30))
+    assert redis_seqs(store, "good") == list(range(25, 30))
+
+
+@pytest.fixture
+def private_redis(settings, tmp_path):
+    """A Redis server of this test's own, which the test may stop; the store points at it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(50):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    settings.CACHES = {
+        **settings.CACHES,
+        "sessions": {**settings.CACHES["sessions"], "LOCATION": url},
+    }
+    yield server
+    server.kill()
+    server.wait()
+
+
+def test_redis_stopped_mid_compaction_stops_it_with_the_stores_error(private_redis, monkeypatch):
+    store = get_store()
+    for n in range(3):
+        save_session(store, f"long-{n}", turns=30)
+    real_archive = services.archive_turns
+
+    def archive_then_redis_dies(**kwargs):
+        real_archive(**kwargs)
+        private_redis.kill()
+        private_redis.wait()
+
+    monkeypatch.setattr(services, "archive_turns", archive_then_redis_dies)
+    with pytest.raises(StoreUnavailable, match="is unreachable"):
+        compact_oversized(policy())
+
+    assert ArchivedTurn.objects.count() == 7, "what was copied before Redis died is kept"

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import pytest
 from django.conf import settings
@@ -108,7 +109,7 @@ class TestSaveAndLoad:
         first["user_id"] = "first"
         store.save(first)
         second["user_id"] = "second"
-        with pytest.raises(StaleRevision):
+        with pytest.raises(StaleRevision, match="is at revision 2, not 1"):
             store.save(second)
         assert store.load("c1")["user_id"] == "first"
 
@@ -130,7 +131,7 @@ class TestAppendTurns:
         assert loaded["_rev"] == 1, "appending turns is not a state write"
 
     def test_append_to_a_missing_session_raises(self, store):
-        with pytest.raises(SessionNotFound):
+        with pytest.raises(SessionNotFound, match="'nope' does not exist"):
             store.append_turns("nope", [{"role": "user"}])
 
     def test_a_turn_must_be_a_dict(self, store):
@@ -226,7 +227,7 @@ class TestUpdateState:
             store.update_state("c1", changes, expected_rev=1)
 
     def test_update_of_a_missing_session_raises(self, store):
-        with pytest.raises(SessionNotFound):
+        with pytest.raises(SessionNotFound, match="'nope' does not exist"):
             store.update_state("nope", {"a": 1}, expected_rev=0)
 
 
@@ -302,7 +303,7 @@ class TestLayout:
         assert 0 < sizes["record"] < sizes["state"]
         assert sizes["bot_config"] > 0
         assert 0 < sizes["ttl"] <= store.ttl
-        with pytest.raises(SessionNotFound):
+        with pytest.raises(SessionNotFound, match="'nope' does not exist"):
             store.size_breakdown("nope")
 
 
@@ -359,23 +360,23 @@ class TestErrors:
             store.load("c1")
         assert redis_client.hget("rp:conv:{c1}:state", "doc") == b"\x00garbage"
 
-    def test_a_corrupt_turn_is_a_corrupt_session(self, store, redis_client):
+    def test_a_corrupt_turn_is_a_corrupt_session_naming_the_turns_key(self, store, redis_client):
         store.save(make_session(turns=2))
         redis_client.rpush("rp:conv:{c1}:turns", b"2|{broken")
-        with pytest.raises(CorruptSession):
+        with pytest.raises(CorruptSession, match=r"rp:conv:\{c1\}:turns"):
             store.load("c1")
 
     def test_a_corrupt_compressed_value_is_a_corrupt_session(self, store, redis_client):
         store.save(make_session())
         redis_client.hset("rp:conv:{c1}:state", "doc", b"\x28\xb5\x2f\xfdnot a frame")
-        with pytest.raises(CorruptSession):
+        with pytest.raises(CorruptSession, match="corrupt compressed frame"):
             store.load("c1")
 
     def test_a_corrupt_legacy_blob_is_a_corrupt_session(self, store, redis_client):
         redis_client.set(store.keys.legacy("old"), b"{'python': 'repr'}")
         with pytest.raises(CorruptSession, match="session:old"):
             store.load("old")
-        with pytest.raises(CorruptSession):
+        with pytest.raises(CorruptSession, match="session:old"):
             store.append_turns("old", [{"role": "user"}])
         assert redis_client.get(store.keys.legacy("old")) == b"{'python': 'repr'}"
 
@@ -392,5 +393,162 @@ class TestErrors:
         with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1") as raised:
             down.load("c1")
         assert "hunter2" not in str(raised.value)
-        with pytest.raises(StoreUnavailable):
+        with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
             down.append_turns("c1", [{"role": "user"}])
+
+
+STATE, TURNS = "rp:conv:{c1}:state", "rp:conv:{c1}:turns"
+
+
+def every_key(client):
+    read = {
+        b"hash": client.hgetall,
+        b"list": lambda key: client.lrange(key, 0, -1),
+        b"string": client.get,
+        b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+    }
+    return {key: read[client.type(key)](key) for key in client.scan_iter()}
+
+
+class TestHostileValues:
+    """Keys of the wrong type, fields that are not numbers, values orjson cannot hold."""
+
+    CALLS = {
+        "load": lambda store: store.load("c1"),
+        "load all": lambda store: store.load("c1", window=None),
+        "save": lambda store: store.save(make_session()),
+        "append_turns": lambda store: store.append_turns("c1", [{"role": "user"}]),
+        "update_state": lambda store: store.update_state("c1", {"x": 1}, expected_rev=1),
+        "size_breakdown": lambda store: store.size_breakdown("c1"),
+        "snapshot": lambda store: store.snapshot("c1"),
+        "next_seq": lambda store: store.next_seq("c1"),
+        "reencode": lambda store: store.reencode("c1"),
+        "trim_candidates": lambda store: store.trim_candidates(
+            "c1", keep=1, pinned=0, batch=10, below=100
+        ),
+        "measure_trim": lambda store: store.measure_trim("c1", keep=1, pinned=0),
+        "remove_archived": lambda store: store.remove_archived("c1", [0], pinned=0),
+        "drop_archived": lambda store: store.drop_archived("c1", rev=1, seq=30),
+    }
+
+    @pytest.mark.parametrize("call", CALLS)
+    def test_a_string_at_the_state_key_is_corrupt_for_every_call(self, store, redis_client, call):
+        redis_client.set(STATE, b"not a hash")
+        before = every_key(redis_client)
+        with pytest.raises(CorruptSession, match=r"rp:conv:\{c1\}:state.*string"):
+            self.CALLS[call](store)
+        assert every_key(redis_client) == before
+
+    @pytest.mark.parametrize("call", CALLS)
+    def test_a_hash_at_the_turns_key_is_corrupt_and_nothing_is_written(
+        self, store, redis_client, call
+    ):
+        store.save(make_session())
+        redis_client.delete(TURNS)
+        redis_client.hset(TURNS, "not", "a list")
+        before = every_key(redis_client)
+        if call == "next_seq":  # reads the state only
+            assert store.next_seq("c1") == 30
+            return
+        with pytest.raises(CorruptSession, match=r"rp:conv:\{c1\}:turns.*hash"):
+            self.CALLS[call](store)
+        assert every_key(redis_client) == before
+
+    def test_saving_a_loaded_session_with_a_wrong_typed_turns_key_writes_nothing(
+        self, store, redis_client
+    ):
+        store.save(make_session())
+        loaded = store.load("c1")
+        loaded["record"] = {"changed": True}
+        loaded["history"].append({"role": "user", "content": "new"})
+        redis_client.delete(TURNS)
+        redis_client.hset(TURNS, "not", "a list")
+        before = redis_client.hgetall(STATE)
+        with pytest.raises(CorruptSession, match="turns"):
+            store.save(loaded)
+        assert redis_client.hgetall(STATE) == before
+
+    def test_a_wrong_typed_legacy_key_is_corrupt(self, store, redis_client):
+        redis_client.rpush(store.keys.legacy("c1"), b"a list")
+        with pytest.raises(CorruptSession, match="session:c1"):
+            store.load("c1")
+        with pytest.raises(CorruptSession, match="session:c1"):
+            store.append_turns("c1", [{"role": "user"}])
+        assert redis_client.lrange(store.keys.legacy("c1"), 0, -1) == [b"a list"]
+
+    @pytest.mark.parametrize("field", ["rev", "seq", "bytes"])
+    def test_a_non_integer_field_is_corrupt_and_never_rewritten(self, store, redis_client, field):
+        store.save(make_session())
+        redis_client.hset(STATE, field, "abc")
+        before = every_key(redis_client)
+        with pytest.raises(CorruptSession, match=rf"state.*'{field}' is not an integer"):
+            store.append_turns("c1", [{"role": "user"}])
+        with pytest.raises(CorruptSession, match=rf"'{field}' is not an integer"):
+            store.update_state("c1", {"x": 1}, expected_rev=1)
+        assert every_key(redis_client) == before
+
+    @pytest.mark.parametrize("field", ["rev", "seq"])
+    def test_load_of_a_non_integer_field_is_corrupt(self, store, redis_client, field):
+        store.save(make_session())
+        redis_client.hset(STATE, field, "1.5")
+        with pytest.raises(CorruptSession, match=rf"'{field}' is not an integer"):
+            store.load("c1")
+
+    def test_a_huge_window_returns_every_turn(self, store):
+        store.save(make_session())
+        assert len(store.load("c1", window=10**20)["history"]) == 30
+
+    @pytest.mark.parametrize("rev", ["1", 1.0, True, None])
+    def test_expected_rev_must_be_an_int(self, store, rev):
+        store.save(make_session())
+        with pytest.raises(TypeError, match="expected_rev must be an int"):
+            store.update_state("c1", {"x": 1}, expected_rev=rev)
+        assert store.load("c1")["_rev"] == 1
+
+    @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+    def test_nan_and_infinity_are_refused_and_nothing_is_written(self, store, redis_client, bad):
+        store.save(make_session())
+        before = every_key(redis_client)
+        with pytest.raises(CodecError, match="NaN and Infinity"):
+            store.append_turns("c1", [{"role": "user", "score": [None, {"x": bad}]}])
+        with pytest.raises(CodecError, match="NaN and Infinity"):
+            store.update_state("c1", {"record": {"TOOL_SCORE": bad}}, expected_rev=1)
+        with pytest.raises(CodecError, match="NaN and Infinity"):
+            store.save(make_session("c2", extra=bad))
+        assert every_key(redis_client) == before
+
+    def test_a_legacy_blob_with_nan_reads_and_moves_as_none(self, store, redis_client):
+        session = make_session("old", turns=2)
+        session["record"]["TOOL_SCORE"] = {"score": float("nan"), "best": float("inf")}
+        redis_client.set(store.keys.legacy("old"), json.dumps(session))
+        assert store.load("old")["record"]["TOOL_SCORE"] == {"score": None, "best": None}
+        store.append_turns("old", [{"role": "user"}])
+        assert store.load("old")["record"]["TOOL_SCORE"] == {"score": None, "best": None}
+
+    def test_a_legacy_blob_nested_too_deeply_is_corrupt(self, store, redis_client):
+        depth = 100_000  # past orjson's limit and the stdlib's recursion limit
+        redis_client.set(store.keys.legacy("deep"), '{"a":' * depth + "1" + "}" * depth)
+        with pytest.raises(CorruptSession, match="nested too deeply"):
+            store.load("deep")
+        with pytest.raises(CorruptSession, match="session:deep"):
+            store.append_turns("deep", [{"role": "user"}])
+
+    def test_equal_bot_configs_in_any_key_order_are_stored_once(self, store, redis_client):
+        forward = {"scenario": [1, 2], "system_prompt": "p", "generation_params": {"a": 1, "b": 2}}
+        backward = {"generation_params": {"b": 2, "a": 1}, "system_prompt": "p", "scenario": [1, 2]}
+        store.save(make_session("c1", bot_config=forward))
+        store.save(make_session("c2", bot_config=backward))
+        assert len(list(redis_client.scan_iter(match=store.keys.bot_config("*")))) == 1
+        assert store.load("c2")["bot_config"] == forward
+
+    def test_every_write_moves_the_last_write_time_forward(self, store, redis_client):
+        store.save(make_session())
+        long_ago = 1_000_000.0
+        for write in (
+            lambda: store.append_turns("c1", [{"role": "user"}]),
+            lambda: store.update_state("c1", {"x": 1}, expected_rev=store.load("c1")["_rev"]),
+        ):
+            redis_client.zadd(store.keys.index_seen, {"c1": long_ago})
+            before = time.time()
+            write()
+            assert redis_client.zscore(store.keys.index_seen, "c1") >= before

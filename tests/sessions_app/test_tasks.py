@@ -1,19 +1,21 @@
-"""The compaction task in a real Celery worker on the Redis broker, its lock, and its schedule.
+"""The compaction task in a real Celery worker on the Redis broker: lock, retry, schedule.
 
 The worker listens on a queue of this test run's own, so it never takes another run's tasks.
 """
 
 import time
-import uuid
 
 import pytest
+import redis
 from celery.contrib.testing.worker import start_worker
 from django.utils.module_loading import import_string
 from django_celery_beat.models import PeriodicTask
 
 from robotperf.celery import app
 from robotperf.locks import exclusive
+from sessions_app import tasks
 from sessions_app.models import ArchivedTurn
+from sessions_app.store import StoreUnavailable
 from sessions_app.tasks import compact_oversized_sessions
 from tests.sessions_app.factories import save_session
 
@@ -22,8 +24,8 @@ LOCK = "compact-oversized-sessions"
 
 
 @pytest.fixture
-def queue():
-    return f"test-compaction-{uuid.uuid4().hex}"
+def queue(celery_queue):
+    return celery_queue
 
 
 @pytest.fixture
@@ -35,6 +37,16 @@ def worker(queue):
         queues=[queue],
         perform_ping_check=False,
         shutdown_timeout=30,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def serial_worker(queue):
+    """A worker of one thread. A retry's countdown may be 0 (full jitter): on a second thread
+    it can finish before the failed attempt records RETRY, which then overwrites SUCCESS."""
+    with start_worker(
+        app, pool="threads", concurrency=1, queues=[queue], perform_ping_check=False
     ) as running:
         yield running
 
@@ -81,11 +93,11 @@ def test_a_run_while_another_holds_the_lock_skips(store, worker, queue):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("compaction_settings")
-def test_two_concurrent_runs_one_runs_one_skips(store, redis_client, worker, queue):
+def test_two_concurrent_runs_one_runs_one_skips(store, redis_client, worker, queue, settings):
     # Enough work that the first run still holds the lock when the second starts.
     for n in range(150):
         save_session(store, f"long-{n}", turns=40)
-    lock_key = store.keys.lock(LOCK)
+    lock_key = settings.ROBOTPERF_LOCKS["KEY_PREFIX"] + LOCK
 
     first = compact_oversized_sessions.apply_async(queue=queue)
     deadline = time.monotonic() + 20
@@ -99,12 +111,81 @@ def test_two_concurrent_runs_one_runs_one_skips(store, redis_client, worker, que
     assert not redis_client.exists(lock_key)
 
 
-def test_the_task_is_registered_with_limits_and_late_acks():
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("compaction_settings")
+def test_the_task_is_registered_with_limits_and_late_acks(store, worker, queue):
     task = app.tasks[TASK]
 
     assert import_string(TASK) is compact_oversized_sessions
     assert task.acks_late
     assert 0 < task.soft_time_limit < task.time_limit
+    # What the schedule sends, by name, runs the compaction.
+    save_session(store, "long", turns=30)
+    report = app.send_task(TASK, queue=queue).get(timeout=30)
+    assert (report["compacted"], report["turns_archived"]) == (1, 25)
+    assert store.client.llen(store.keys.turns("long")) == 5
+
+
+@pytest.fixture
+def flaky_compaction(monkeypatch):
+    """The task's service raises ``error`` on its first call; returns the retry count of each
+    call (the in-thread worker sees the patched module attribute)."""
+    retries = []
+    compact = tasks.compact_oversized
+
+    def install(error):
+        def compact_once_failing(policy):
+            retries.append(compact_oversized_sessions.request.retries)
+            if len(retries) == 1:
+                raise error
+            return compact(policy)
+
+        monkeypatch.setattr(tasks, "compact_oversized", compact_once_failing)
+        return retries
+
+    return install
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("compaction_settings")
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+        StoreUnavailable("Redis at redis://127.0.0.1:6379/0 is unreachable"),
+    ],
+    ids=["connection-error", "store-unavailable"],
+)
+def test_a_transient_redis_error_is_retried_and_the_retry_compacts(
+    store, serial_worker, queue, flaky_compaction, error
+):
+    retries = flaky_compaction(error)
+    save_session(store, "long", turns=30)
+
+    result = compact_oversized_sessions.apply_async(queue=queue)
+    report = result.get(timeout=30)
+
+    assert retries == [0, 1]
+    assert (report["compacted"], report["turns_archived"]) == (1, 25)
+    assert store.client.llen(store.keys.turns("long")) == 5
+    assert ArchivedTurn.objects.filter(conversation_id="long").count() == 25
+    assert result.state == "SUCCESS"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("compaction_settings")
+def test_an_error_that_is_not_transient_fails_without_a_retry(
+    store, worker, queue, flaky_compaction
+):
+    retries = flaky_compaction(ValueError("keep_turns must be at least 1"))
+    save_session(store, "long", turns=30)
+
+    result = compact_oversized_sessions.apply_async(queue=queue)
+
+    with pytest.raises(ValueError, match="keep_turns must be at least 1"):
+        result.get(timeout=30)
+    assert retries == [0]
+    assert store.client.llen(store.keys.turns("long")) == 30
 
 
 @pytest.mark.django_db

@@ -1,0 +1,223 @@
+"""A census of every session in Redis for the admin: totals per bot, the turns and oversized sets.
+
+Counting 100,000 sessions takes about a second, too long for a page view, so the census is built
+in the background (a beat job every few minutes) and kept in Redis; a small store is recounted
+inline when its census is stale. Page views only read it; operations re-count what they touched.
+"""
+
+import itertools
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import orjson
+
+from sessions_app.store import SessionSize, StoreError
+
+MAX_AGE = 300
+"""Seconds after which a census is stale (the beat job recounts every 5 minutes)."""
+INLINE_LIMIT = 20_000
+"""Up to this many sessions, a page view that finds the census stale recounts (~0.1 s)."""
+BATCH = 1000
+NO_BOT = "(no bot_config)"
+UNREADABLE = "(unreadable)"
+
+# KEYS: the state and turns key of each session, in pairs. Per session: its bot_config digest
+# ('' without one), turns in Redis and bytes, or -1, -1 when its state is gone or a key holds
+# another type. pcall, so that one broken session does not fail the batch.
+_READ_SCRIPT = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local fields = redis.pcall('HMGET', KEYS[i], 'cfg', 'bytes')
+  local turns = redis.pcall('LLEN', KEYS[i + 1])
+  local n = #out
+  if fields.err or type(turns) ~= 'number' or not fields[2] then
+    out[n + 1], out[n + 2], out[n + 3] = '', -1, -1
+  else
+    out[n + 1], out[n + 2], out[n + 3] = fields[1] or '', turns, tonumber(fields[2]) or -1
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotTotal:
+    digest: str
+    """The bot_config digest shared by these sessions; '' for sessions without one."""
+    bot_id: str
+    """The ``bot_id`` of one of them: two bots with one bot_config are counted together."""
+    sessions: int
+    bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Census:
+    built_at: float
+    seconds: float
+    sessions: int
+    total_bytes: int
+    oversized: int
+    broken: int
+    """Index entries whose state is gone or whose keys hold another type."""
+    legacy: int
+    """Legacy blobs still to move to the split layout (found by SCAN)."""
+    bots: list[BotTotal]
+    stale: bool = False
+    """An operation changed sessions since it was built (its sets are up to date)."""
+
+
+def current(store, policy, *, now=None, max_age=MAX_AGE, inline_limit=INLINE_LIMIT):
+    """The census, recounted first when stale and the store is small; None if never built."""
+    census = read(store)
+    now = time.time() if now is None else now
+    if census is not None and not census.stale and census.built_at > now - max_age:
+        return census
+    if store.client.zcard(store.keys.index_bytes) <= inline_limit:
+        return build(store, policy)
+    return census
+
+
+def read(store):
+    summary, stale = store.client.mget(store.keys.census("summary"), store.keys.census("stale"))
+    if summary is None:
+        return None
+    data = orjson.loads(summary)
+    bots = [BotTotal(**bot) for bot in data.pop("bots")]
+    return Census(**data, bots=bots, stale=stale is not None)
+
+
+def build(store, policy):
+    """Count every session of the bytes index, and swap the new sets in at once."""
+    started = time.monotonic()
+    keys, client = store.keys, store.client
+    token = uuid.uuid4().hex
+    building = {}  # set name (turns, oversized, a bot_config digest) -> key being built
+    cids = [member.decode() for member in client.zrange(keys.index_bytes, 0, -1)]
+    groups = defaultdict(lambda: [0, 0, None])  # digest -> sessions, bytes, a sample id
+    sessions = total = oversized = broken = 0
+    for chunk in itertools.batched(cids, BATCH):
+        ids, turns_of, oversized_of, by_bot = {}, {}, {}, defaultdict(dict)
+        for cid, digest, turns, size in _read(store, chunk):
+            ids[cid] = 0  # one score: ordered by id, for the list's search by prefix
+            if size < 0:
+                broken += 1
+                continue
+            sessions += 1
+            total += size
+            turns_of[cid] = turns
+            by_bot[digest][cid] = size
+            group = groups[digest]
+            group[0] += 1
+            group[1] += size
+            group[2] = group[2] or cid
+            if policy.is_oversized(_size(cid, size, turns)):
+                oversized += 1
+                oversized_of[cid] = size
+        pipe = client.pipeline(transaction=False)
+        sets = [("ids", ids), ("turns", turns_of), ("oversized", oversized_of), *by_bot.items()]
+        for name, members in sets:
+            if members:
+                key = building.setdefault(name, keys.census(f"build:{token}:{name}"))
+                pipe.zadd(key, members)
+                pipe.expire(key, 3600)  # a build that dies half-way leaves nothing for long
+        pipe.execute()
+    bots = [
+        BotTotal(digest=digest, bot_id=_bot_id(store, digest, sample), sessions=n, bytes=size)
+        for digest, (n, size, sample) in sorted(groups.items(), key=lambda g: -g[1][1])
+    ]
+    census = Census(
+        built_at=time.time(),
+        seconds=round(time.monotonic() - started, 3),
+        sessions=sessions,
+        total_bytes=total,
+        oversized=oversized,
+        broken=broken,
+        legacy=_count_legacy(store),
+        bots=bots,
+    )
+    _swap_in(store, census, building)
+    return census
+
+
+def touch(store, policy, conversation_ids):
+    """Re-count these sessions in the census sets after an operation changed them.
+
+    The totals wait for the next count: the census is marked stale, so a small store recounts
+    on the next page view.
+    """
+    census = read(store)
+    if census is None or not conversation_ids:
+        return
+    keys = store.keys
+    pipe = store.client.pipeline(transaction=False)
+    for cid, digest, turns, size in _read(store, conversation_ids):
+        for bot in census.bots:
+            pipe.zrem(keys.census_bot(bot.digest), cid)
+        if size < 0:
+            pipe.zrem(keys.census("turns"), cid)
+            pipe.zrem(keys.census("oversized"), cid)
+            if store.client.zscore(keys.index_bytes, cid) is None:
+                pipe.zrem(keys.census("ids"), cid)
+            continue
+        pipe.zadd(keys.census("ids"), {cid: 0})
+        pipe.zadd(keys.census("turns"), {cid: turns})
+        pipe.zadd(keys.census_bot(digest), {cid: size})
+        if policy.is_oversized(_size(cid, size, turns)):
+            pipe.zadd(keys.census("oversized"), {cid: size})
+        else:
+            pipe.zrem(keys.census("oversized"), cid)
+    pipe.set(keys.census("stale"), 1)
+    pipe.execute()
+
+
+def _size(cid, size, turns):
+    return SessionSize(conversation_id=cid, bytes=size, turns=turns, seen=None, exists=True)
+
+
+def _read(store, conversation_ids):
+    """(cid, digest, turns, bytes) of each session, in batches of one script call each."""
+    script = store.client.register_script(_READ_SCRIPT)
+    for chunk in itertools.batched(conversation_ids, BATCH):
+        keys = [key for cid in chunk for key in (store.keys.state(cid), store.keys.turns(cid))]
+        reply = script(keys=keys)
+        for i, cid in enumerate(chunk):
+            yield cid, reply[3 * i].decode(), reply[3 * i + 1], reply[3 * i + 2]
+
+
+def _bot_id(store, digest, conversation_id):
+    if not digest:
+        return NO_BOT
+    try:
+        session = store.load(conversation_id, window=0)
+    except StoreError:
+        return UNREADABLE
+    return str(session.get("bot_id", NO_BOT)) if session else NO_BOT
+
+
+def _count_legacy(store):
+    found = store.client.scan_iter(match=store.keys.legacy_pattern, count=1000)
+    return sum(1 for _ in found)
+
+
+def _swap_in(store, census, building):
+    """Replace the census in one MULTI: readers see the old one or the new one, never a mix."""
+    keys = store.keys
+    old = read(store)
+    final = {name: keys.census(name) for name in ("ids", "turns", "oversized")}
+    final |= {bot.digest: keys.census_bot(bot.digest) for bot in census.bots}
+    pipe = store.client.pipeline(transaction=True)
+    for bot in old.bots if old else []:
+        if bot.digest not in final:
+            pipe.delete(keys.census_bot(bot.digest))
+    for name, key in final.items():
+        if name in building:
+            pipe.rename(building[name], key)
+            pipe.persist(key)
+        else:
+            pipe.delete(key)
+    summary = {k: v for k, v in asdict(census).items() if k != "stale"}
+    pipe.set(keys.census("summary"), orjson.dumps(summary))
+    pipe.delete(keys.census("stale"))
+    pipe.execute()

@@ -1,0 +1,115 @@
+"""Geometry of the admin's inline SVG charts: the size histogram, a session's bytes by part, and
+a load's waterfall. Templates draw the shapes; no JavaScript is needed to read them.
+"""
+
+import math
+from dataclasses import dataclass
+
+from django.template.defaultfilters import filesizeformat
+
+WIDTH = 760
+VALUE_ROOM = 200
+"""Room right of the longest bar for its figure and note."""
+BAR = 18
+GAP = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bar:
+    label: str
+    value: float
+    x: float
+    y: float
+    width: float
+    height: float
+    note: str = ""
+    depth: int = 0
+
+    @property
+    def label_x(self):
+        return 14 * self.depth
+
+    @property
+    def end(self):
+        return self.x + self.width
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+
+
+def histogram(bands, *, height=160):
+    """Vertical bars, one per power-of-two size band; heights on a log scale, since one band
+    often holds a hundred times the sessions of its neighbour."""
+    if not bands:
+        return Chart(width=WIDTH, height=height, bars=[])
+    step = WIDTH / len(bands)
+    tallest = math.log1p(max(count for _, _, count in bands)) or 1
+    plot = height - 2 * BAR  # room for the count above and the size below each bar
+    bars = []
+    for i, (low, high, count) in enumerate(bands):
+        h = plot * math.log1p(count) / tallest
+        bars.append(
+            Bar(
+                label=_short_size(low),
+                value=count,
+                x=i * step + GAP / 2,
+                y=BAR + plot - h,
+                width=step - GAP,
+                height=h,
+                note=f"{filesizeformat(low)} - {filesizeformat(high)}",
+            )
+        )
+    return Chart(width=WIDTH, height=height, bars=bars)
+
+
+def horizontal(rows, *, label_width=220):
+    """Horizontal bars for (label, value, depth, note) rows, on one linear scale."""
+    widest = max((value for _, value, _, _ in rows), default=0) or 1
+    plot = WIDTH - label_width - VALUE_ROOM
+    bars = [
+        Bar(
+            label=label,
+            value=value,
+            x=label_width,
+            y=i * (BAR + GAP),
+            width=max(plot * value / widest, 1 if value else 0),
+            height=BAR,
+            note=note,
+            depth=depth,
+        )
+        for i, (label, value, depth, note) in enumerate(rows)
+    ]
+    return Chart(width=WIDTH, height=len(rows) * (BAR + GAP), bars=bars)
+
+
+def waterfall(phases, *, label_width=160):
+    """One bar per (name, seconds) phase, each starting where the one before ended."""
+    total = sum(seconds for _, seconds in phases) or 1
+    plot = WIDTH - label_width - VALUE_ROOM
+    bars, start = [], 0.0
+    for i, (name, seconds) in enumerate(phases):
+        bars.append(
+            Bar(
+                label=name,
+                value=seconds,
+                x=label_width + plot * start / total,
+                y=i * (BAR + GAP),
+                width=max(plot * seconds / total, 1),
+                height=BAR,
+                note=f"{100 * seconds / total:.0f} %",
+            )
+        )
+        start += seconds
+    return Chart(width=WIDTH, height=len(phases) * (BAR + GAP), bars=bars)
+
+
+def _short_size(size):
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024:
+            return f"{size:g}{unit}"
+        size /= 1024
+    return f"{size:g}T"

@@ -1,0 +1,51 @@
+"""Every error of the conversation store and its codec, in one place.
+
+Library errors (redis-py, orjson, zstd) are mapped to these at one boundary, ``raise ... from e``.
+"""
+
+
+class CodecError(ValueError):
+    """A value the codec cannot encode or decode."""
+
+
+class StoreError(Exception):
+    """Base class of the conversation store's errors."""
+
+
+class SessionNotFound(StoreError):
+    def __init__(self, conversation_id):
+        super().__init__(f"conversation {conversation_id!r} does not exist")
+        self.conversation_id = conversation_id
+
+
+class StaleRevision(StoreError):
+    """A state write carried a revision that another writer has moved on from."""
+
+    def __init__(self, conversation_id, expected, actual):
+        super().__init__(
+            f"conversation {conversation_id!r} is at revision {actual}, not {expected}: "
+            "load it again and reapply the change"
+        )
+        self.conversation_id = conversation_id
+        self.expected = expected
+        self.actual = actual
+
+
+class CorruptSession(StoreError):
+    """A stored value cannot be decoded; it is left in place for an operator to inspect."""
+
+    def __init__(self, key, reason):
+        super().__init__(f"corrupt value at Redis key {key!r}: {reason}")
+        self.key = key
+
+
+class StoreUnavailable(StoreError):
+    """Redis did not answer."""
+
+
+class SessionBusy(StoreError):
+    """Another operation holds the conversation, or wrote it while an operation read it."""
+
+    def __init__(self, conversation_id, reason="was written while it was archived"):
+        super().__init__(f"conversation {conversation_id!r} {reason}")
+        self.conversation_id = conversation_id

@@ -1,0 +1,120 @@
+"""The sessions admin in a real Chromium, as an operator uses it: find the largest session, see
+where its bytes are and where a load's time goes, trim it, then read the dashboard in Vietnamese.
+
+With ROBOTPERF_SCREENSHOTS=<dir> it also saves the screenshots the README shows (docs/img).
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect, sync_playwright
+
+from sessions_app.demo import make_session
+from sessions_app.models import ArchivedTurn
+from tests.phonemes.test_admin_browser import CHROMIUM_ARGS
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls here are still sync.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+SCREENSHOTS = os.environ.get("ROBOTPERF_SCREENSHOTS")
+LARGEST = "demo-long-000000"
+
+
+@pytest.fixture
+def page(live_server):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def demo_sessions(store):
+    """Demo sessions as `make run` seeds them, fewer: everyday ones and one long one."""
+    store.save_many(make_session(i, steps=20, turns=10 + 7 * i) for i in range(24))
+    store.save(make_session(0, steps=40, turns=400, prefix="demo-long-"))
+    return store
+
+
+def shoot(page, name):
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_operator_finds_the_largest_session_profiles_and_trims_it(page, live_server, demo_sessions):
+    store = demo_sessions
+    get_user_model().objects.create_superuser("operator", "op@example.org", "pw-operator")
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "pw-operator")
+    page.click("input[type=submit]")
+
+    # The admin index links to the dashboard.
+    page.click("#sessions-dashboard-link th a")
+    expect(page.locator("h1")).to_have_text("Session sizes")
+    expect(page.locator("#total-sessions")).to_have_text("25")
+    bands = page.locator("#histogram svg g.band")
+    assert bands.count() >= 2
+    counts = [int(bands.nth(i).get_attribute("data-sessions")) for i in range(bands.count())]
+    assert sum(counts) == 25
+    first = page.locator("#largest tbody tr").first
+    expect(first.locator("th a")).to_have_text(LARGEST)
+    expect(first.locator("td.field-turns")).to_have_text("400")
+    expect(page.locator("#per-bot tbody tr")).to_have_count(7)  # 6 bots; one at 2 lengths
+    shoot(page, "dashboard")
+
+    # The largest session: most of its bytes are in the history.
+    first.locator("th a").click()
+    expect(page.locator("h1")).to_have_text(LARGEST)
+    expect(page.locator("#session-turns")).to_have_text("400")
+    parts = page.locator("#parts g.part")
+    sizes = {
+        parts.nth(i).get_attribute("data-part"): int(parts.nth(i).get_attribute("data-bytes"))
+        for i in range(parts.count())
+    }
+    history = sizes.pop("history (turns list)")
+    assert history > max(sizes.values())
+    assert sizes["record"] > sizes["input_slots"]
+    expect(page.locator("#last-turns tbody tr")).to_have_count(50)
+    shoot(page, "detail")
+
+    # Where a load's time goes, beside the old GET + json.loads of the same session.
+    page.click("#profile-link")
+    page.fill("#id_runs", "10")
+    page.click("#profile-submit")
+    expect(page.locator("#profile-result")).to_have_attribute("data-runs", "10")
+    phases = page.locator("#phases tr.phase")
+    names = [phases.nth(i).get_attribute("data-phase") for i in range(phases.count())]
+    assert names == ["redis", "decode", "assemble", "unattributed"]
+    assert float(page.locator("#legacy-json").get_attribute("data-median")) > 0
+    expect(page.locator("#waterfall rect")).to_have_count(4)
+    expect(page.locator("#scratch-note")).to_contain_text("deleted afterwards")
+    assert not list(store.client.scan_iter(match=store.keys.scratch("*")))
+    shoot(page, "profile")
+
+    # Trim it to 10 turns through the confirm page.
+    page.locator(".breadcrumbs a", has_text=LARGEST).click()
+    page.click("#trim-link")
+    page.fill("#id_keep", "10")
+    page.fill("#id_pinned", "0")
+    page.click("#confirm-submit")
+    expect(page.locator("ul.messagelist")).to_contain_text("kept 10 turns, archived 390")
+    expect(page.locator("#session-turns")).to_have_text("10")
+    expect(page.locator("#session-archived")).to_have_text("390")
+    assert store.client.llen(store.keys.turns(LARGEST)) == 10
+    seqs = ArchivedTurn.objects.filter(conversation_id=LARGEST).values_list("seq", flat=True)
+    assert sorted(seqs) == list(range(390))
+
+    # The same dashboard in Vietnamese.
+    page.select_option("#language-select", "vi")
+    page.click("#language-submit")
+    page.goto(f"{live_server.url}/admin/sessions_app/conversationsession/dashboard/")
+    expect(page.locator("h1")).to_have_text("Kích thước phiên hội thoại")
+    expect(page.locator("#totals caption")).to_have_text("Các phiên trong Redis")
+    expect(page.locator("#largest tbody tr").first.locator("th a")).not_to_have_text(LARGEST)
