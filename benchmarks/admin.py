@@ -17,7 +17,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from benchmarks.timing import measure, verdict
-from sessions_app import census
+from sessions_app import census, seeding
 from sessions_app.demo import make_session
 from sessions_app.services import CompactionPolicy
 from sessions_app.store import get_store
@@ -61,9 +61,10 @@ def _seed(store):
     sessions = (
         {**templates[i % TEMPLATES], "conversation_id": f"{PREFIX}{i:06d}"} for i in range(SESSIONS)
     )
-    store.save_many(sessions, batch=1000)
-    store.save_legacy(
-        {**templates[i], "conversation_id": f"{PREFIX}legacy-{i:04d}"} for i in range(LEGACY)
+    seeding.save_many(store, sessions, batch=1000)
+    seeding.save_legacy(
+        store,
+        ({**templates[i], "conversation_id": f"{PREFIX}legacy-{i:04d}"} for i in range(LEGACY)),
     )
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "memory": store.client.info("memory")["used_memory"]}

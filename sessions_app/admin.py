@@ -18,7 +18,8 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from sessions_app import charts, forms, profiling, selectors, services, tasks
+from sessions_app import actions, charts, forms, profiling, selectors, tasks
+from sessions_app.compaction import CompactionPolicy
 from sessions_app.models import ArchivedSession, ArchivedTurn, ConversationSession
 from sessions_app.store import SessionNotFound, StoreError
 
@@ -92,21 +93,21 @@ class ConversationSessionAdmin(admin.ModelAdmin):
 
     def dashboard_view(self, request):
         self._require(request, self.has_view_permission)
-        data = selectors.dashboard(services.CompactionPolicy.from_settings())
+        data = selectors.dashboard(CompactionPolicy.from_settings())
         return self._render(
             request,
             "dashboard.html",
             _("Session sizes"),
             data=data,
             histogram=charts.histogram(data.histogram),
-            policy=services.CompactionPolicy.from_settings(),
+            policy=CompactionPolicy.from_settings(),
             can_compact=self.has_compact_permission(request),
         )
 
     def changelist_view(self, request, extra_context=None):
         self._require(request, self.has_view_permission)
         query = forms.SessionQueryForm(request.GET).query()
-        page = selectors.session_page(query, services.CompactionPolicy.from_settings())
+        page = selectors.session_page(query, CompactionPolicy.from_settings())
         return self._render(
             request,
             "list.html",
@@ -166,7 +167,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
     # --- actions: GET asks, POST acts ---------------------------------------------------
 
     def trim_view(self, request, object_id):
-        policy = services.CompactionPolicy.from_settings()
+        policy = CompactionPolicy.from_settings()
         return self._act(
             request,
             object_id,
@@ -174,7 +175,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             title=_("Trim the history"),
             form_class=forms.TrimForm,
             initial={"keep": policy.keep_turns, "pinned": policy.pinned},
-            run=services.trim_session,
+            run=actions.trim_session,
         )
 
     def compact_view(self, request, object_id):
@@ -183,7 +184,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             object_id,
             permission=self.has_compact_permission,
             title=_("Compact"),
-            run=services.compact_one_session,
+            run=actions.compact_one_session,
         )
 
     def delete_view(self, request, object_id, extra_context=None):
@@ -193,7 +194,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             permission=self.has_delete_permission,
             title=_("Delete from Redis"),
             form_class=forms.DeleteForm,
-            run=services.delete_session,
+            run=actions.delete_session,
             flag=DELETION,
         )
 
@@ -224,16 +225,16 @@ class ConversationSessionAdmin(admin.ModelAdmin):
         )
         if "confirm" in request.POST and cids and (form is None or form.is_valid()):
             run = {
-                "trim": services.trim_session,
-                "compact": services.compact_one_session,
-                "delete": services.delete_session,
+                "trim": actions.trim_session,
+                "compact": actions.compact_one_session,
+                "delete": actions.delete_session,
             }[action]
             flag = DELETION if action == "delete" else CHANGE
             for cid in cids:
                 self._run(request, cid, run, form.cleaned_data if form else {}, flag)
             return HttpResponseRedirect(self._url("changelist"))
         if form is not None and not form.is_bound:
-            policy = services.CompactionPolicy.from_settings()
+            policy = CompactionPolicy.from_settings()
             form.initial = {"keep": policy.keep_turns, "pinned": policy.pinned}
         return self._render(
             request, "confirm.html", known[action], cids=cids, form=form, bulk_action=action
@@ -440,7 +441,7 @@ class ArchivedSessionAdmin(ReadOnlyAdmin):
             )
         for cid in queryset.values_list("conversation_id", flat=True):
             try:
-                change = services.restore_archived(cid)
+                change = actions.restore_archived(cid)
             except StoreError as e:
                 self.message_user(request, f"{cid}: {e}", messages.ERROR)
                 continue

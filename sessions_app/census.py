@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
-from sessions_app.store import SessionSize, StoreError
+from sessions_app.exceptions import StoreError
+from sessions_app.keys import BYTES, CFG
+from sessions_app.maintenance import SessionSize
 
 MAX_AGE = 300
 """Seconds after which a census is stale (the beat job recounts every 5 minutes)."""
@@ -22,24 +24,6 @@ INLINE_LIMIT = 20_000
 BATCH = 1000
 NO_BOT = "(no bot_config)"
 UNREADABLE = "(unreadable)"
-
-# KEYS: the state and turns key of each session, in pairs. Per session: its bot_config digest
-# ('' without one), turns in Redis and bytes, or -1, -1 when its state is gone or a key holds
-# another type. pcall, so that one broken session does not fail the batch.
-_READ_SCRIPT = """
-local out = {}
-for i = 1, #KEYS, 2 do
-  local fields = redis.pcall('HMGET', KEYS[i], 'cfg', 'bytes')
-  local turns = redis.pcall('LLEN', KEYS[i + 1])
-  local n = #out
-  if fields.err or type(turns) ~= 'number' or not fields[2] then
-    out[n + 1], out[n + 2], out[n + 3] = '', -1, -1
-  else
-    out[n + 1], out[n + 2], out[n + 3] = fields[1] or '', turns, tonumber(fields[2]) or -1
-  end
-end
-return out
-"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,13 +161,21 @@ def _size(cid, size, turns):
 
 
 def _read(store, conversation_ids):
-    """(cid, digest, turns, bytes) of each session, in batches of one script call each."""
-    script = store.client.register_script(_READ_SCRIPT)
+    """(cid, digest, turns, bytes) of each session, a pipeline per batch; -1, -1 where its state
+    is gone or one of its keys holds another type, so one broken session spoils no batch."""
     for chunk in itertools.batched(conversation_ids, BATCH):
-        keys = [key for cid in chunk for key in (store.keys.state(cid), store.keys.turns(cid))]
-        reply = script(keys=keys)
+        pipe = store.client.pipeline(transaction=False)
+        for cid in chunk:
+            pipe.hmget(store.keys.state(cid), CFG, BYTES)
+            pipe.llen(store.keys.turns(cid))
+        replies = pipe.execute(raise_on_error=False)
         for i, cid in enumerate(chunk):
-            yield cid, reply[3 * i].decode(), reply[3 * i + 1], reply[3 * i + 2]
+            fields, turns = replies[2 * i], replies[2 * i + 1]
+            if isinstance(fields, Exception) or isinstance(turns, Exception) or not fields[1]:
+                yield cid, "", -1, -1
+                continue
+            size = int(fields[1]) if fields[1].isdigit() else -1
+            yield cid, (fields[0] or b"").decode(), turns, size
 
 
 def _bot_id(store, digest, conversation_id):

@@ -1,414 +1,378 @@
-"""Redis reads for the sessions admin: pages of the index ZSETs, the rows of a page, the parts of
-one session, and a session written out as the old robot's single JSON blob.
+"""Store primitives for the operations (services.py): sizes and index scans, trim steps,
+whole-session snapshot, drop and restore, re-encoding, legacy blobs.
 
-Each takes the store and reads through pipelines: a page costs a few round trips whatever the
-number of sessions, and decodes only the sessions it shows. Keys come from `store.keys` only.
+Each is one step the services compose; writes to one conversation are one of its Lua scripts,
+and the indexes are updated beside it from what the script reports.
 """
 
-import json
-import uuid
-from dataclasses import dataclass, field
+import time
+from typing import NamedTuple
 
-from sessions_app.codec import CodecError
-from sessions_app.keys import ARCHIVED, BYTES, CFG, DOC, REV, SEQ, STATE_PREFIX
-from sessions_app.store import SessionNotFound
+from sessions_app import keys as fields
+from sessions_app.codec import turn_item
+from sessions_app.core import Command, Script, int_field
+from sessions_app.exceptions import CorruptSession, SessionNotFound, StoreError
 
-LAST_TURNS = 50
-DOC_FIELD, PREFIX = DOC.encode(), STATE_PREFIX.encode()
-
-
-@dataclass(frozen=True, kw_only=True)
-class IndexSummary:
-    sessions: int
-    p50: int
-    p95: int
-    max: int
-    histogram: list[tuple[int, int, int]]
-    """(low, high, sessions) per power-of-two size band, low inclusive, high exclusive."""
-    largest: list[tuple[str, int]]
+DROPPED, WRITTEN, GONE = 1, 0, -1
 
 
-@dataclass(frozen=True, kw_only=True)
-class IndexPage:
-    total: int
-    entries: list[tuple[str, float]]
-    """(conversation id, score) in the order asked for."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class SessionRow:
-    """One session as the list shows it. ``layout``: split, legacy, gone or undecodable."""
+class SessionSize(NamedTuple):
+    """A session's size in Redis, as the operations scan it."""
 
     conversation_id: str
-    layout: str
-    bot_id: str = ""
-    user_id: str = ""
-    turns: int | None = None
-    archived: int | None = None
-    bytes: int = 0
-    ttl: int | None = None
-    """Seconds left; None when the key never expires."""
-    seen: float | None = None
-    problem: str = ""
-    key: str = ""
+    bytes: int
+    turns: int
+    seen: float | None
+    exists: bool
+    corrupt: CorruptSession | None = None
+    """Why its keys cannot be read, when they cannot."""
 
 
-@dataclass(kw_only=True)
-class SessionParts:
-    """Where one session's bytes are, and what the detail page shows of it."""
+class Snapshot(NamedTuple):
+    """A whole session read for archiving, with what a later write would change."""
 
-    conversation_id: str
-    layout: str
-    key: str
-    problem: str = ""
-    bytes: int = 0
-    """Bytes in Redis: state doc and turns (legacy: the blob)."""
-    state_stored: int = 0
-    """Bytes of the state (everything but history and bot_config) as stored."""
-    state_plain: int = 0
-    """... as one uncompressed JSON document."""
-    state_keys: list[tuple[str, int]] = field(default_factory=list)
-    """(top-level key, bytes of its JSON) of the state, largest first."""
-    record_keys: list[tuple[str, int]] = field(default_factory=list)
-    history: int = 0
-    bot_config: int = 0
-    bot_config_digest: str = ""
-    rev: int | None = None
-    next_seq: int | None = None
-    archived: int = 0
-    turns: int = 0
-    ttl: int | None = None
-    seen: float | None = None
-    last_turns: list[dict] = field(default_factory=list)
-    state: dict = field(default_factory=dict)
+    session: dict
+    rev: int
+    next_seq: int
+    bytes: int
+    seen: float | None
 
 
-def index_summary(store, *, top):
-    """Count, percentiles, histogram and the ``top`` largest from the bytes index, O(log N) each."""
-    key = store.keys.index_bytes
-    count = store.client.zcard(key)
-    pipe = store.client.pipeline(transaction=False)
-    for fraction in (0, 0.5, 0.95):
-        rank = round(fraction * (count - 1))
-        pipe.zrange(key, rank, rank, withscores=True)
-    pipe.zrange(key, 0, top - 1, desc=True, withscores=True)
-    smallest, p50, p95, largest = pipe.execute()
-    if not largest:
-        return IndexSummary(sessions=0, p50=0, p95=0, max=0, histogram=[], largest=[])
-    biggest = int(largest[0][1])
-    bands = _bands(_score(smallest), biggest)
-    pipe = store.client.pipeline(transaction=False)
-    for low, high in bands:
-        pipe.zcount(key, low, f"({high}")
-    histogram = [(low, high, n) for (low, high), n in zip(bands, pipe.execute(), strict=True)]
-    return IndexSummary(
-        sessions=count,
-        p50=_score(p50),
-        p95=_score(p95),
-        max=biggest,
-        histogram=histogram,
-        largest=[(member.decode(), int(score)) for member, score in largest],
-    )
+def _conversation(store, cid):
+    fields.check_cid(cid)
+    return [store.keys.state(cid), store.keys.turns(cid)]
 
 
-def _score(reply):
-    # Empty when sessions went away between the count and the read.
-    return int(reply[0][1]) if reply else 0
+def scan_keys(store, pattern, *, batch=500):
+    """Every key matching ``pattern``, by SCAN, in lists of about ``batch``."""
+    cursor = None
+    while cursor != 0:
+        ((cursor, found),) = store.ask([Command("scan", (cursor or 0, pattern, batch))])
+        if found:
+            yield found
 
 
-def _bands(smallest, biggest):
-    """Power-of-two size bands from the smallest session's to the largest's."""
-    low = 1 << (smallest.bit_length() - 1) if smallest else 0
-    high = max(2 * low, 1)
-    bands = []
-    while low <= biggest:
-        bands.append((low, high))
-        low, high = high, high * 2
-    return bands
+def _move_index(store, cid, delta):
+    if delta:
+        store.ask([Command("zincrby", (store.keys.index_bytes, delta, cid))])
 
 
-def index_page(store, source, *, offset, limit, descending=True, within=None):
-    """One page of the ZSET ``source`` by score; only members of every ZSET ``within``, if any."""
-    start, stop = offset, offset + limit - 1
-    if within is None:
-        pipe = store.client.pipeline(transaction=False)
-        pipe.zcard(source)
-        pipe.zrange(source, start, stop, desc=descending, withscores=True)
-        total, entries = pipe.execute()
-    else:
-        scratch = store.keys.scratch(uuid.uuid4().hex)
-        pipe = store.client.pipeline(transaction=True)
-        # Weights 0 and 1: the members of `within`, scored as in `source`.
-        pipe.zinterstore(scratch, {key: 0 for key in within} | {source: 1})
-        pipe.zrange(scratch, start, stop, desc=descending, withscores=True)
-        pipe.delete(scratch)
-        total, entries, _ = pipe.execute()
-    return IndexPage(total=total, entries=[(m.decode(), score) for m, score in entries])
+# --- sizes and scans ----------------------------------------------------------------------
 
 
-def find_by_prefix(store, prefix, *, limit):
-    """Up to ``limit`` (conversation id, bytes) whose id starts with ``prefix``, largest first.
-
-    From the census's id set, by lex range (O(log N)): a ZSCAN with MATCH would walk all ids and
-    block Redis for as long. Sessions newer than the census are found by their exact id only.
-    """
-    start = b"[" + prefix.encode()
-    ids = store.client.zrange(
-        store.keys.census("ids"),
-        start,
-        b"(" + prefix.encode() + b"\xff",
-        bylex=True,
-        offset=0,
-        num=limit,
-    )
-    if not ids:
+def session_sizes(store, conversation_ids):
+    """A SessionSize per id, in order; ``exists`` is False where the state is gone."""
+    conversation_ids = [fields.check_cid(cid) for cid in conversation_ids]
+    if not conversation_ids:
         return []
-    sizes = store.client.zmscore(store.keys.index_bytes, ids)
-    found = [(cid.decode(), size) for cid, size in zip(ids, sizes, strict=True) if size is not None]
-    return sorted(found, key=lambda pair: -pair[1])
-
-
-def session_exists(store, conversation_id):
-    """Whether Redis holds this conversation, in the split layout or as a legacy blob."""
-    keys = store.keys
-    return bool(store.client.exists(keys.state(conversation_id), keys.legacy(conversation_id)))
-
-
-def session_rows(store, conversation_ids):
-    """A SessionRow per id, in order: one pipeline, then one more for the broken ones."""
-    keys = store.keys
-    pipe = store.client.pipeline(transaction=False)
+    batch = []
     for cid in conversation_ids:
-        pipe.hgetall(keys.state(cid))
-        pipe.llen(keys.turns(cid))
-        pipe.ttl(keys.state(cid))
-        pipe.strlen(keys.legacy(cid))
-    if conversation_ids:
-        pipe.zmscore(keys.index_seen, conversation_ids)
-    *replies, seen = pipe.execute(raise_on_error=False) or [None]
-    rows = [
-        _row(store, cid, *replies[4 * i : 4 * i + 4], seen=seen[i])
+        batch.append(Command("hget", (store.keys.state(cid), fields.BYTES), store.keys.state(cid)))
+        batch.append(Command("llen", (store.keys.turns(cid),), store.keys.turns(cid)))
+    batch.append(Command("zmscore", (store.keys.index_seen, conversation_ids)))
+    *replies, seen = store.execute(batch)
+    store.raise_for([seen], batch[-1:])
+    return [
+        _session_size(store, batch, i, cid, replies, seen[i])
         for i, cid in enumerate(conversation_ids)
     ]
-    broken = [row for row in rows if row.layout == "undecodable" and not row.bytes]
-    return _with_raw_sizes(store, rows, broken)
 
 
-def _row(store, cid, fields, turns, ttl, legacy, *, seen):
-    key = store.keys.state(cid)
-    ttl = None if isinstance(ttl, Exception) or ttl < 0 else ttl
-    for reply, bad in ((fields, key), (turns, store.keys.turns(cid))):
-        if isinstance(reply, Exception):
-            return SessionRow(
-                conversation_id=cid, layout="undecodable", key=bad, problem=str(reply)
-            )
-    if not fields:
-        if isinstance(legacy, int) and legacy:
-            key = store.keys.legacy(cid)
-            return SessionRow(conversation_id=cid, layout="legacy", bytes=legacy, key=key)
-        return SessionRow(conversation_id=cid, layout="gone", key=key, seen=seen)
-    common = {"conversation_id": cid, "key": key, "turns": turns, "ttl": ttl, "seen": seen}
+def _session_size(store, batch, i, cid, replies, seen):
     try:
-        state = _state(store, fields)
-        size, archived = int(fields[BYTES.encode()]), int(fields.get(ARCHIVED.encode(), 0))
-    except (KeyError, TypeError, ValueError) as e:  # CodecError is a ValueError
-        raw = sum(map(len, fields.values()))
-        return SessionRow(**common, layout="undecodable", bytes=raw, problem=_reason(e))
-    return SessionRow(
-        **common,
-        layout="split",
-        bot_id=str(state.get("bot_id", "")),
-        user_id=str(state.get("user_id", "")),
-        archived=archived,
-        bytes=size,
-    )
+        size, turns = store.raise_for(replies[2 * i : 2 * i + 2], batch[2 * i : 2 * i + 2])
+        exists = size is not None
+        size = int_field(store.keys.state(cid), fields.BYTES, size) if exists else 0
+    except CorruptSession as e:
+        return SessionSize(cid, 0, 0, seen, True, e)
+    return SessionSize(cid, size, turns, seen, exists)
 
 
-def _state(store, fields):
-    """The state of a state hash: its one ``doc`` (the first layout) and its per-key fields."""
-    state = _decode_state(store, fields[DOC_FIELD]) if DOC_FIELD in fields else {}
-    for name, raw in fields.items():
-        if name.startswith(PREFIX):
-            state[name[len(PREFIX) :].decode()] = _decode(store, raw)
-    return state
+def scan_index(store, cursor=0, *, batch=500):
+    """One ZSCAN step of the bytes index: (next cursor, 0 at the end; a SessionSize each).
 
-
-def _stored_sizes(fields):
-    """(state key, bytes as stored) of the per-key fields of a state hash."""
-    return [(n[len(PREFIX) :].decode(), len(v)) for n, v in fields.items() if n.startswith(PREFIX)]
-
-
-def _reason(error):
-    return f"{type(error).__name__}: {error}"
-
-
-def _with_raw_sizes(store, rows, broken):
-    """Rows whose keys hold another type: say which, and how much memory they take."""
-    if not broken:
-        return rows
-    pipe = store.client.pipeline(transaction=False)
-    for row in broken:
-        pipe.type(row.key)
-        pipe.memory_usage(row.key)
-    replies = pipe.execute()
-    fixed = {}
-    for i, row in enumerate(broken):
-        kind, size = replies[2 * i].decode(), replies[2 * i + 1] or 0
-        expected = "list" if row.key == store.keys.turns(row.conversation_id) else "hash"
-        problem = f"{row.key} holds a {kind}, not a {expected}" if kind != expected else row.problem
-        fixed[row.conversation_id] = SessionRow(
-            conversation_id=row.conversation_id,
-            layout="undecodable",
-            key=row.key,
-            bytes=size,
-            problem=problem,
-        )
-    return [fixed.get(row.conversation_id, row) for row in rows]
-
-
-def session_parts(store, conversation_id, *, last=LAST_TURNS):
-    """Where the bytes of one session are; raises SessionNotFound when Redis has none of it."""
-    keys = store.keys
-    state_key = keys.state(conversation_id)
-    pipe = store.client.pipeline(transaction=False)
-    pipe.hgetall(state_key)
-    pipe.llen(keys.turns(conversation_id))
-    pipe.lrange(keys.turns(conversation_id), -last, -1)
-    pipe.ttl(state_key)
-    pipe.zscore(keys.index_seen, conversation_id)
-    pipe.exists(keys.legacy(conversation_id))
-    fields, turns, items, ttl, seen, legacy = pipe.execute(raise_on_error=False)
-    broken = next((r for r in (fields, turns, items) if isinstance(r, Exception)), None)
-    if broken is not None:
-        return _broken_parts(store, conversation_id, broken)
-    if not fields:
-        if legacy:
-            return _legacy_parts(store, conversation_id, last=last)
-        raise SessionNotFound(conversation_id)
-    parts = SessionParts(
-        conversation_id=conversation_id,
-        layout="split",
-        key=state_key,
-        ttl=None if ttl < 0 else ttl,
-        seen=seen,
-        turns=turns,
-    )
-    try:
-        parts.bytes = int(fields[BYTES.encode()])
-        parts.rev, parts.next_seq = int(fields[REV.encode()]), int(fields[SEQ.encode()])
-        parts.archived = int(fields.get(ARCHIVED.encode(), 0))
-        state = _state(store, fields)
-        parts.last_turns = [_decode_turn(store, item) for item in items]
-    except (KeyError, ValueError, TypeError) as e:  # CodecError is a ValueError
-        parts.layout, parts.problem = "undecodable", _reason(e)
-        parts.bytes = sum(map(len, fields.values()))
-        return parts
-    stored = [fields[DOC_FIELD]] if DOC_FIELD in fields else []
-    parts.state_stored = sum(map(len, stored)) + sum(n for _, n in _stored_sizes(fields))
-    parts.history = parts.bytes - parts.state_stored
-    digest = fields.get(CFG.encode())
-    if digest:
-        parts.bot_config_digest = digest.decode()
-        parts.bot_config = store.client.strlen(keys.bot_config(parts.bot_config_digest))
-    _measure_state(store, parts, state, dict(_stored_sizes(fields)))
-    return parts
-
-
-def _legacy_parts(store, conversation_id, *, last):
-    key = store.keys.legacy(conversation_id)
-    pipe = store.client.pipeline(transaction=False)
-    pipe.get(key)
-    pipe.ttl(key)
-    raw, ttl = pipe.execute()
-    parts = SessionParts(
-        conversation_id=conversation_id,
-        layout="legacy",
-        key=key,
-        bytes=len(raw),
-        ttl=None if ttl < 0 else ttl,
-    )
-    try:
-        session = _decode_state(store, raw)
-    except CodecError as e:
-        parts.layout, parts.problem = "undecodable", str(e)
-        return parts
-    history = session.pop("history", None) or []
-    bot_config = session.pop("bot_config", None)
-    parts.history = len(store.codec.serializer.dumps(history))
-    parts.bot_config = len(store.codec.serializer.dumps(bot_config)) if bot_config else 0
-    parts.state_stored = parts.bytes - parts.history - parts.bot_config
-    parts.turns = len(history)
-    parts.rev, parts.next_seq = 0, len(history)
-    parts.last_turns = [{**turn, "seq": seq} for seq, turn in enumerate(history)][-last:]
-    _measure_state(store, parts, session)
-    return parts
-
-
-def _broken_parts(store, conversation_id, error):
-    state_key = store.keys.state(conversation_id)
-    pipe = store.client.pipeline(transaction=False)
-    for key in (state_key, store.keys.turns(conversation_id)):
-        pipe.type(key)
-        pipe.memory_usage(key)
-    state_type, state_size, turns_type, turns_size = pipe.execute()
-    bad = state_key if state_type != b"hash" else store.keys.turns(conversation_id)
-    kind = (state_type if bad == state_key else turns_type).decode()
-    expected = "a hash" if bad == state_key else "a list"
-    return SessionParts(
-        conversation_id=conversation_id,
-        layout="undecodable",
-        key=bad,
-        bytes=(state_size or 0) + (turns_size or 0),
-        problem=f"{bad} holds a {kind}, not {expected} ({error})",
-    )
-
-
-def _measure_state(store, parts, state, stored=None):
-    """Bytes of each state key as stored (its own field), or else as its own JSON."""
-    dumps, stored = store.codec.serializer.dumps, stored or {}
-    parts.state = state
-    parts.state_plain = len(dumps(state))
-    parts.state_keys = _largest((k, stored.get(k) or len(dumps(v))) for k, v in state.items())
-    record = state.get("record")
-    if isinstance(record, dict):
-        parts.record_keys = _largest((k, len(dumps(v))) for k, v in record.items())
-
-
-def _largest(pairs):
-    return sorted(((str(k), n) for k, n in pairs), key=lambda pair: -pair[1])
-
-
-def _decode(store, raw):
-    return store.codec.decode(raw)
-
-
-def _decode_state(store, raw):
-    value = store.codec.decode(raw)
-    if not isinstance(value, dict):
-        raise CodecError(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _decode_turn(store, item):
-    seq, sep, payload = item.partition(b"|")
-    if not sep or not seq.isdigit():
-        raise CodecError("a turn is missing its sequence number")
-    return {**_decode_state(store, payload), "seq": int(seq)}
-
-
-def legacy_blob(store, conversation_id):
-    """The session as the old robot stored it: one stdlib-json document of everything in Redis.
-
-    Raises SessionNotFound, or CorruptSession when a value cannot be decoded.
+    As with any SCAN, a member may come twice while the set is being rehashed.
     """
-    legacy = store.client.get(store.keys.legacy(conversation_id))
-    if legacy is not None and not store.client.exists(store.keys.state(conversation_id)):
-        return legacy
-    session = store.snapshot(conversation_id).session
-    session["history"] = [{k: v for k, v in t.items() if k != "seq"} for t in session["history"]]
-    return json.dumps(session).encode()
+    ((cursor, members),) = store.ask(
+        [Command("zscan", (store.keys.index_bytes, cursor, None, batch))]
+    )
+    return cursor, session_sizes(store, [member.decode() for member, _ in members])
 
 
-def scratch_key(store):
-    """A fresh key for one request's temporary value; the caller deletes it."""
-    return store.keys.scratch(uuid.uuid4().hex)
+def index_entries(store):
+    """Every (conversation id, bytes) of the bytes index, smallest first."""
+    (entries,) = store.ask([Command("zrange", (store.keys.index_bytes, 0, -1, False, True))])
+    return [(cid.decode(), int(size)) for cid, size in entries]
+
+
+def bot_config_digests(store, conversation_ids):
+    """The bot_config digest of each conversation, in order: None where it has none, and
+    the CorruptSession where its keys cannot be read."""
+    batch = []
+    for cid in conversation_ids:
+        state_key, turns_key = _conversation(store, cid)
+        batch += [
+            Command("hget", (state_key, fields.CFG), state_key),
+            Command("llen", (turns_key,), turns_key),
+        ]
+    replies = store.execute(batch)
+    digests = []
+    for i in range(0, len(batch), 2):
+        try:
+            digest, _ = store.raise_for(replies[i : i + 2], batch[i : i + 2])
+        except CorruptSession as e:
+            digest = e
+        digests.append(digest.decode() if isinstance(digest, bytes) else digest)
+    return digests
+
+
+def prune_index(store, conversation_ids):
+    """Drop index entries whose session is gone; returns how many were dropped."""
+    if not conversation_ids:
+        return 0
+    exists = store.ask([Command("exists", (store.keys.state(cid),)) for cid in conversation_ids])
+    gone = [cid for cid, found in zip(conversation_ids, exists, strict=True) if not found]
+    if not gone:
+        return 0
+    pruned, _ = store.ask(
+        [
+            Command("zrem", (store.keys.index_bytes, *gone)),
+            Command("zrem", (store.keys.index_seen, *gone)),
+        ]
+    )
+    return pruned
+
+
+def rebuild_indexes(store, *, batch=500):
+    """Index every state key found by SCAN, then prune entries whose state is gone.
+
+    A repair: the bytes of each session are set from its state hash, which an append landing
+    in between may already have moved past.
+    """
+    indexed = pruned = 0
+    for state_keys in scan_keys(store, store.keys.state_pattern, batch=batch):
+        cids = [store.keys.cid_from_state(key.decode()) for key in state_keys]
+        replies = store.execute([Command("hget", (key, fields.BYTES)) for key in state_keys])
+        sizes = {
+            cid: int(size)
+            for cid, size in zip(cids, replies, strict=True)
+            if isinstance(size, bytes) and size.isdigit()
+        }
+        if sizes:
+            store.ask(
+                [
+                    Command("zadd", (store.keys.index_bytes, sizes)),
+                    Command(
+                        "zadd", (store.keys.index_seen, dict.fromkeys(sizes, time.time()), True)
+                    ),
+                ]
+            )
+        indexed += len(sizes)
+    cursor = None
+    while cursor != 0:
+        cursor, sizes = scan_index(store, cursor or 0, batch=batch)
+        pruned += prune_index(store, [size.conversation_id for size in sizes if not size.exists])
+    return {"indexed": indexed, "pruned": pruned}
+
+
+def is_empty(store):
+    """Whether Redis holds no conversation, in either layout."""
+    (count,) = store.ask([Command("zcard", (store.keys.index_bytes,))])
+    if count:
+        return False
+    return next(scan_keys(store, store.keys.legacy_pattern, batch=1000), None) is None
+
+
+# --- legacy blobs -------------------------------------------------------------------------
+
+
+def scan_legacy(store, cursor=0, *, batch=500):
+    """One SCAN step over the legacy blobs: (next cursor, 0 at the end; their ids)."""
+    ((cursor, found),) = store.ask([Command("scan", (cursor, store.keys.legacy_pattern, batch))])
+    return cursor, [store.keys.cid_from_legacy(key.decode()) for key in found]
+
+
+def legacy_size(store, conversation_id):
+    """Bytes of the legacy blob a migration would move: 0 when there is none to move."""
+    state_key, _ = _conversation(store, conversation_id)
+    legacy_key = store.keys.legacy(conversation_id)
+    size, split = store.ask(
+        [Command("strlen", (legacy_key,), legacy_key), Command("exists", (state_key,))]
+    )
+    return 0 if split else size
+
+
+def legacy_totals(store, *, batch=500):
+    """(blobs, bytes) of the legacy blobs still in Redis, found by SCAN."""
+    blobs = size = 0
+    for legacy_keys in scan_keys(store, store.keys.legacy_pattern, batch=batch):
+        # A key of another type that matches the pattern is no blob of ours: not counted.
+        replies = store.execute([Command("strlen", (key,)) for key in legacy_keys])
+        sizes = [n for n in replies if isinstance(n, int)]
+        blobs += len(sizes)
+        size += sum(sizes)
+    return blobs, size
+
+
+def migrate_legacy(store, conversation_id):
+    """Move a legacy blob to the split layout; the bytes of the blob moved (0: none)."""
+    fields.check_cid(conversation_id)
+    return store.run(store.core.migrate_legacy(conversation_id))
+
+
+# --- trim steps ---------------------------------------------------------------------------
+
+
+def next_seq(store, conversation_id):
+    """The seq the next appended turn will get."""
+    state_key, _ = _conversation(store, conversation_id)
+    (seq,) = store.ask([Command("hget", (state_key, fields.SEQ), state_key)])
+    if seq is None:
+        raise SessionNotFound(conversation_id)
+    return int_field(state_key, fields.SEQ, seq)
+
+
+def check_state(store, conversation_id):
+    """Raise CorruptSession unless the state decodes (SessionNotFound: there is none)."""
+    state_key, _ = _conversation(store, conversation_id)
+    (state,) = store.ask([Command("hgetall", (state_key,), state_key)])
+    if not state:
+        raise SessionNotFound(conversation_id)
+    store.core.decode_state(state_key, state)
+
+
+def trim_candidates(store, conversation_id, *, keep, pinned, batch, below):
+    """Up to ``batch`` decoded turns, each with a seq under ``below``, that trimming to
+    ``keep`` (after the first ``pinned``) would move."""
+    keys = _conversation(store, conversation_id)
+    (items,) = store.ask([Script("trim_head", keys, [pinned, keep, batch])])
+    if items is None:
+        raise SessionNotFound(conversation_id)
+    turns = (store.core.decode_turn(keys[1], item) for item in items)
+    return [turn for turn in turns if turn["seq"] < below]
+
+
+def measure_trim(store, conversation_id, *, keep, pinned):
+    """(turns, bytes) a trim to ``keep`` after ``pinned`` would move, measured in Redis."""
+    keys = _conversation(store, conversation_id)
+    (measured,) = store.ask([Script("trim_measure", keys, [pinned, keep])])
+    if measured is None:
+        raise SessionNotFound(conversation_id)
+    return tuple(measured)
+
+
+def remove_archived(store, conversation_id, seqs, *, pinned):
+    """Remove the turns ``seqs``, already copied to the archive; returns (removed, bytes)."""
+    keys = _conversation(store, conversation_id)
+    ((removed, freed),) = store.ask([Script("trim_remove", keys, [pinned + len(seqs), *seqs])])
+    _move_index(store, conversation_id, -freed)
+    return removed, freed
+
+
+def reencode(store, conversation_id):
+    """Re-encode the state fields and the turns with the current codec; bytes saved."""
+    keys = _conversation(store, conversation_id)
+    state, items = store.ask(
+        [Command("hgetall", (keys[0],), keys[0]), Command("lrange", (keys[1], 0, -1), keys[1])]
+    )
+    if not state:
+        raise SessionNotFound(conversation_id)
+    prefix = fields.STATE_PREFIX.encode()
+    changed = []
+    for name, raw in state.items():
+        if name.startswith(prefix) or name == fields.DOC.encode():
+            new = store.codec.encode(store.core.decode_value(keys[0], raw))
+            if new != raw:
+                changed += [name, raw, new]
+    args = [len(changed) // 3, *changed]
+    for item in items:
+        turn = store.core.decode_turn(keys[1], item)
+        new_item = turn_item(turn["seq"], store.core.encode_turns([turn])[0])
+        if new_item != item:
+            args += [item, new_item]
+    if args == [0]:
+        return 0
+    (delta,) = store.ask([Script("reencode", keys, args)])
+    _move_index(store, conversation_id, delta)
+    return -delta
+
+
+# --- whole sessions -----------------------------------------------------------------------
+
+
+def snapshot(store, conversation_id):
+    """The whole session as it is in Redis, every turn decoded, with its rev and next seq."""
+    state_key, turns_key = _conversation(store, conversation_id)
+    batch = [
+        Command("hgetall", (state_key,), state_key),
+        Command("lrange", (turns_key, 0, -1), turns_key),
+        Command("zscore", (store.keys.index_seen, conversation_id)),
+    ]
+    state, items, seen = store.ask(batch)
+    if not state:
+        raise SessionNotFound(conversation_id)
+    session, shape = store.core.decode_state(state_key, state)
+    digest = state.get(fields.CFG.encode())
+    if digest is not None:
+        session["bot_config"] = store.run(store.core.fetch_bot_config(digest))
+    session["history"] = [store.core.decode_turn(turns_key, item) for item in items]
+    size = int_field(state_key, fields.BYTES, state.get(fields.BYTES.encode()))
+    return Snapshot(session, shape.rev, shape.seq, size, seen)
+
+
+def drop_archived(store, conversation_id, *, rev, seq):
+    """Delete a session archived whole, unless it was written since.
+
+    Returns DROPPED, WRITTEN (it stays: written since it was read) or GONE (no state).
+    """
+    keys = _conversation(store, conversation_id)
+    (dropped,) = store.ask([Script("drop_archived", keys, [rev, seq])])
+    if dropped == DROPPED:
+        store.ask(
+            [
+                Command("zrem", (store.keys.index_bytes, conversation_id)),
+                Command("zrem", (store.keys.index_seen, conversation_id)),
+            ]
+        )
+    return dropped
+
+
+def restore(store, session, *, rev, next_seq, turns):
+    """Put an archived session back with its ``rev``, its seq counter and some of its turns.
+
+    Refuses, with StoreError, when the conversation is already in Redis.
+    """
+    cid = fields.check_cid(session.get("conversation_id"))
+    keys = _conversation(store, cid)
+    legacy_key = store.keys.legacy(cid)
+    (legacy,) = store.ask([Command("exists", (legacy_key,))])
+    if legacy:
+        raise StoreError(f"conversation {cid!r} is already in Redis")
+    state = {k: v for k, v in session.items() if k not in ("history", "bot_config")}
+    encoded = [(fields.state_field(k), store.codec.encode(v)) for k, v in state.items()]
+    items = [
+        turn_item(t["seq"], p) for t, p in zip(turns, store.core.encode_turns(turns), strict=True)
+    ]
+    size = sum(len(value) for _, value in encoded) + sum(map(len, items))
+    meta = {
+        fields.REV: rev,
+        fields.SEQ: next_seq,
+        fields.ARCHIVED: next_seq - len(items),
+        fields.BYTES: size,
+    }
+    batch = []
+    if session.get("bot_config") is not None:
+        digest, batch = store.core.bot_config_commands(session["bot_config"])
+        meta[fields.CFG] = digest
+    pairs = [*meta.items(), *encoded]
+    args = [store.ttl, len(pairs), *(part for pair in pairs for part in pair), *items]
+    *_, (status,) = store.ask([*batch, Script("restore", keys, args)])
+    if status:
+        raise StoreError(f"conversation {cid!r} is already in Redis")
+    store.ask(
+        [
+            Command("zadd", (store.keys.index_bytes, {cid: size})),
+            Command("zadd", (store.keys.index_seen, {cid: time.time()})),
+        ]
+    )
+    return size

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from sessions_app import maintenance
+from sessions_app import inspection
 from sessions_app.store import SessionNotFound, StoreError, get_store
 from sessions_app.tracing import recording_phases
 
@@ -95,9 +95,9 @@ def profile_load(conversation_id: str, *, runs: int = 20, window: int | None = 2
             f"conversation {conversation_id!r} holds {size} bytes, more than the {MAX_BYTES} "
             "a profile from the admin may load"
         )
-    blob = maintenance.legacy_blob(store, conversation_id)
+    blob = inspection.legacy_blob(store, conversation_id)
     count = runs_for(max(size, len(blob)), runs)
-    key = maintenance.scratch_key(store)
+    key = inspection.scratch_key(store)
     setup = time.perf_counter() - started
     load, phases, timed = _time_loads(store, conversation_id, count, window)
     try:

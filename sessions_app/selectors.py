@@ -13,9 +13,9 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from phonemes import selectors as phoneme_selectors
-from sessions_app import census, maintenance
+from sessions_app import census, inspection, maintenance
 from sessions_app.census import Census
-from sessions_app.maintenance import SessionParts, SessionRow
+from sessions_app.inspection import SessionParts, SessionRow
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.store import CorruptSession, SessionNotFound, get_store
 
@@ -43,18 +43,12 @@ class SessionStats:
     """{conversation_id, key, reason} of each session whose keys cannot be read."""
 
 
-def archived_turns(conversation_id: str, *, from_seq: int = 0) -> list[dict]:
-    """The archived turns of one conversation from ``from_seq`` on, oldest first, with their seq."""
-    rows = ArchivedTurn.objects.of_conversation(conversation_id, from_seq=from_seq)
-    return [{**turn, "seq": seq} for seq, turn in rows.values_list("seq", "turn")]
-
-
 def session_stats(*, top: int = 10) -> SessionStats:
     """Sizes of the sessions in Redis: totals, percentiles, a histogram, the largest, per bot."""
     store = get_store()
-    entries = store.index_entries()
+    entries = maintenance.index_entries(store)
     sizes = [size for _, size in entries]
-    legacy, legacy_bytes = store.legacy_totals()
+    legacy, legacy_bytes = maintenance.legacy_totals(store)
     per_bot, corrupt = _per_bot(entries)
     return SessionStats(
         count=len(sizes),
@@ -94,7 +88,9 @@ def _per_bot(entries):
     store = get_store()
     cids = [cid for cid, _ in entries]
     groups, corrupt = {}, []
-    for (cid, size), digest in zip(entries, store.bot_config_digests(cids), strict=True):
+    for (cid, size), digest in zip(
+        entries, maintenance.bot_config_digests(store, cids), strict=True
+    ):
         if isinstance(digest, CorruptSession):
             corrupt.append({"conversation_id": cid, "key": digest.key, "reason": str(digest)})
             digest = UNREADABLE
@@ -195,14 +191,14 @@ class SessionDetail:
 def dashboard(policy) -> Dashboard:
     """The size dashboard: live figures from the bytes index, totals from the census."""
     store = get_store()
-    summary = maintenance.index_summary(store, top=TOP)
+    summary = inspection.index_summary(store, top=TOP)
     return Dashboard(
         sessions=summary.sessions,
         p50=summary.p50,
         p95=summary.p95,
         max=summary.max,
         histogram=summary.histogram,
-        largest=maintenance.session_rows(store, [cid for cid, _ in summary.largest]),
+        largest=inspection.session_rows(store, [cid for cid, _ in summary.largest]),
         census=census.current(store, policy),
         phonemes=phoneme_selectors.cache_summary(),
         jobs=scheduled_jobs(),
@@ -222,7 +218,7 @@ def session_page(query: SessionQuery, policy) -> SessionPage:
         source = {"size": keys.index_bytes, "seen": keys.index_seen}.get(query.sort)
         within = [keys.census("oversized")] if query.oversized else []
         within += [keys.census_bot(query.bot)] if query.bot else []
-        page = maintenance.index_page(
+        page = inspection.index_page(
             store,
             source or keys.census("turns"),
             offset=(query.page - 1) * PER_PAGE,
@@ -232,7 +228,7 @@ def session_page(query: SessionQuery, policy) -> SessionPage:
         )
         total, cids = page.total, [cid for cid, _ in page.entries]
     return SessionPage(
-        rows=maintenance.session_rows(store, cids),
+        rows=inspection.session_rows(store, cids),
         total=total,
         page=query.page,
         pages=max(1, -(-total // PER_PAGE)),
@@ -242,9 +238,9 @@ def session_page(query: SessionQuery, policy) -> SessionPage:
 
 def _search(store, text):
     """The exact id first, if it exists, then the ids that start with ``text``, largest first."""
-    matches = maintenance.find_by_prefix(store, text, limit=SEARCH_LIMIT)
+    matches = inspection.find_by_prefix(store, text, limit=SEARCH_LIMIT)
     cids = [cid for cid, _ in matches if cid != text]
-    return [text, *cids] if maintenance.session_exists(store, text) else cids
+    return [text, *cids] if inspection.session_exists(store, text) else cids
 
 
 def session_detail(conversation_id: str) -> SessionDetail:
@@ -254,7 +250,7 @@ def session_detail(conversation_id: str) -> SessionDetail:
     """
     store = get_store()
     try:
-        parts = maintenance.session_parts(store, conversation_id)
+        parts = inspection.session_parts(store, conversation_id)
     except SessionNotFound:
         parts = None
     archived = ArchivedTurn.objects.filter(conversation_id=conversation_id).count()

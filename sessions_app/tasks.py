@@ -9,7 +9,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from robotperf.locks import LockHeld
-from sessions_app.services import CompactionPolicy, compact_oversized, count_sessions
+from sessions_app.actions import count_sessions
+from sessions_app.services import CompactionPolicy, compact_oversized
 from sessions_app.store import StoreUnavailable
 
 TIME_LIMIT = settings.ROBOTPERF_COMPACTION["TIME_LIMIT"]

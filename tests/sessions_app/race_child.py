@@ -29,7 +29,7 @@ def main(cid, database, go_key, mode):
         if mode == "guarded":
             result = services.compact_session(cid, policy)
         else:  # as if the session guard had expired: nothing keeps the runs apart
-            result = services._archive_idle(store, cid)
+            result = services.archive_idle(store, cid)
         print(json.dumps({"outcome": str(result.action)}))
     except StoreError as e:
         print(json.dumps({"outcome": type(e).__name__}))

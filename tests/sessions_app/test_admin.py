@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from sessions_app import census, profiling, tasks
+from sessions_app import census, profiling, seeding, tasks
 from sessions_app.keys import DOC, STATE_PREFIX
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import CompactionPolicy
@@ -453,7 +453,9 @@ def test_the_profile_refuses_a_session_too_large(sessions, monkeypatch):
 
 
 def test_a_legacy_blob_is_profiled_and_shown(admin_client, store):
-    store.save_legacy([{"conversation_id": "old", "bot_id": "b", "history": [{"r": 1}] * 30}])
+    seeding.save_legacy(
+        store, [{"conversation_id": "old", "bot_id": "b", "history": [{"r": 1}] * 30}]
+    )
     detail = admin_client.get(url("change", "old")).context["detail"]
     assert detail.parts.layout == "legacy"
     assert detail.parts.turns == 30

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect, sync_playwright
 
+from sessions_app import seeding
 from sessions_app.demo import make_session
 from sessions_app.models import ArchivedTurn
 from tests.phonemes.test_admin_browser import CHROMIUM_ARGS
@@ -35,7 +36,7 @@ def page(live_server):
 @pytest.fixture
 def demo_sessions(store):
     """Demo sessions as `make run` seeds them, fewer: everyday ones and one long one."""
-    store.save_many(make_session(i, steps=20, turns=10 + 7 * i) for i in range(24))
+    seeding.save_many(store, (make_session(i, steps=20, turns=10 + 7 * i) for i in range(24)))
     store.save(make_session(0, steps=40, turns=400, prefix="demo-long-"))
     return store
 

@@ -13,14 +13,15 @@ import pytest
 import redis
 from django.db import DatabaseError
 
-from sessions_app import services
+from sessions_app import archive, maintenance
+from sessions_app.archive import archive_turns
 from sessions_app.codec import LZ4_MAGIC
+from sessions_app.exceptions import SessionBusy
+from sessions_app.maintenance import WRITTEN
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (
     Action,
     CompactionPolicy,
-    SessionBusy,
-    archive_turns,
     compact_oversized,
     compact_session,
     plan_compaction,
@@ -29,7 +30,6 @@ from sessions_app.services import (
     trim_history,
 )
 from sessions_app.store import (
-    WRITTEN,
     CorruptSession,
     SessionNotFound,
     StoreError,
@@ -132,13 +132,13 @@ def test_appends_after_a_trim_continue_the_sequence(store):
 
 def test_removal_takes_only_turns_still_there(store):
     save_session(store, "c1", turns=10)
-    turns = store.trim_candidates("c1", keep=4, pinned=0, batch=100, below=100)
+    turns = maintenance.trim_candidates(store, "c1", keep=4, pinned=0, batch=100, below=100)
     archive_turns(conversation_id="c1", turns=turns)
     seqs = [turn["seq"] for turn in turns]
     store.append_turns("c1", [make_turn(10)])
 
-    first = store.remove_archived("c1", seqs, pinned=0)
-    second = store.remove_archived("c1", seqs, pinned=0)
+    first = maintenance.remove_archived(store, "c1", seqs, pinned=0)
+    second = maintenance.remove_archived(store, "c1", seqs, pinned=0)
 
     assert first[0] == 6
     assert second == (0, 0)
@@ -149,7 +149,7 @@ def test_removal_takes_only_turns_still_there(store):
 def test_a_crash_between_copy_and_removal_is_repaired_by_the_next_trim(store):
     history = save_session(store, "c1", turns=20)
     # The first run copies its batch to the archive and stops before removing it from Redis.
-    turns = store.trim_candidates("c1", keep=5, pinned=0, batch=100, below=100)
+    turns = maintenance.trim_candidates(store, "c1", keep=5, pinned=0, batch=100, below=100)
     archive_turns(conversation_id="c1", turns=turns)
     assert redis_seqs(store, "c1") == list(range(20))
     assert archived_seqs("c1") == list(range(15))
@@ -250,7 +250,7 @@ def test_compact_oversized_trims_only_oversized_sessions(store):
     save_session(store, "long-1", turns=25)
     save_session(store, "long-2", turns=40)
     save_session(store, "heavy", turns=10, size=300)
-    sizes_before = dict(store.index_entries())
+    sizes_before = dict(maintenance.index_entries(store))
 
     report = compact_oversized(policy(max_bytes=15_000))
 
@@ -258,7 +258,7 @@ def test_compact_oversized_trims_only_oversized_sessions(store):
     assert report.turns_archived == 20 + 35 + 5
     assert report.skipped == []
     assert report.failed == []
-    sizes_after = dict(store.index_entries())
+    sizes_after = dict(maintenance.index_entries(store))
     compacted = ("long-1", "long-2", "heavy")
     assert report.bytes_before == sum(sizes_before[cid] for cid in compacted)
     assert report.bytes_after == sum(sizes_after[cid] for cid in compacted)
@@ -386,18 +386,56 @@ def test_legacy_blobs_are_moved_to_the_split_layout(store, redis_client):
 def test_compaction_re_encodes_with_the_current_codec(store, redis_client):
     save_session(store, "c1", turns=3)
     state_key = store.keys.state("c1")
-    doc = store.codec.decode(redis_client.hget(state_key, "doc"))
-    doc["notes"] = "a compressible note " * 2000
+    notes = "a compressible note " * 2000
     # Written uncompressed, as a store without the compressor would have.
-    raw = orjson.dumps(doc)
-    redis_client.hset(state_key, mapping={"doc": raw, "bytes": len(raw)})
+    raw = orjson.dumps(notes)
+    size = int(redis_client.hget(state_key, "bytes")) + len(raw)
+    redis_client.hset(state_key, mapping={"s:notes": raw, "bytes": size})
 
     result = compact_session("c1", policy())
 
     assert result.action is Action.REENCODED
-    assert redis_client.hget(state_key, "doc").startswith(LZ4_MAGIC)
-    assert result.bytes_after < result.bytes_before == len(raw)
-    assert store.load("c1")["notes"] == doc["notes"]
+    assert redis_client.hget(state_key, "s:notes").startswith(LZ4_MAGIC)
+    assert result.bytes_after < result.bytes_before == size
+    assert store.load("c1")["notes"] == notes
+
+
+def test_a_first_release_session_stored_as_one_doc_is_read_and_split_on_its_next_write(
+    store, redis_client
+):
+    history = save_session(store, "c1", turns=3)
+    state_key = store.keys.state("c1")
+    expected = store.load("c1", window=None)
+    state = {
+        k: v for k, v in expected.items() if k not in ("history", "bot_config", "_rev", "_turns")
+    }
+    # The layout of the first release: the whole state as one encoded doc.
+    fields = [name for name in redis_client.hkeys(state_key) if name.startswith(b"s:")]
+    doc = store.codec.encode(state)
+    turn_bytes = int(redis_client.hget(state_key, "bytes")) - sum(
+        redis_client.hstrlen(state_key, name) for name in fields
+    )
+    redis_client.hdel(state_key, *fields)
+    redis_client.hset(state_key, mapping={"doc": doc, "bytes": turn_bytes + len(doc)})
+    redis_client.zadd(store.keys.index_bytes, {"c1": turn_bytes + len(doc)})
+
+    assert store.load("c1", window=None) == expected
+    assert store.update_state("c1", {"user_id": "u-2"}, expected_rev=expected["_rev"]) == 2
+
+    assert not redis_client.hexists(state_key, "doc")
+    assert redis_client.hexists(state_key, "s:record")
+    assert store.load("c1")["user_id"] == "u-2"
+    assert [t["content"] for t in store.load("c1", window=None)["history"]] == [
+        t["content"] for t in history
+    ]
+    state_bytes = sum(
+        redis_client.hstrlen(state_key, name)
+        for name in redis_client.hkeys(state_key)
+        if name.startswith(b"s:")
+    )
+    turns = sum(map(len, redis_client.lrange(store.keys.turns("c1"), 0, -1)))
+    assert int(redis_client.hget(state_key, "bytes")) == state_bytes + turns
+    assert redis_client.zscore(store.keys.index_bytes, "c1") == state_bytes + turns
 
 
 def test_stale_index_entries_are_pruned(store, redis_client):
@@ -415,14 +453,14 @@ def test_stale_index_entries_are_pruned(store, redis_client):
 def test_rebuild_indexes_from_the_keys(store, redis_client):
     save_session(store, "c1", turns=3)
     save_session(store, "c2", turns=9)
-    expected = dict(store.index_entries())
+    expected = dict(maintenance.index_entries(store))
     redis_client.delete(store.keys.index_bytes, store.keys.index_seen)
     redis_client.zadd(store.keys.index_bytes, {"gone": 1})
 
     counts = rebuild_indexes(batch_size=1)
 
     assert counts == {"indexed": 2, "pruned": 1}
-    assert dict(store.index_entries()) == expected
+    assert dict(maintenance.index_entries(store)) == expected
     assert redis_client.zcard(store.keys.index_seen) == 2
 
 
@@ -461,10 +499,12 @@ def test_an_idle_session_moves_to_the_database_and_comes_back(store, redis_clien
 
 def test_an_idle_session_written_meanwhile_stays_in_redis(store):
     save_session(store, "c1", turns=5)
-    snapshot = store.snapshot("c1")
+    snapshot = maintenance.snapshot(store, "c1")
     store.append_turns("c1", [make_turn(5)])
 
-    assert store.drop_archived("c1", rev=snapshot.rev, seq=snapshot.next_seq) == WRITTEN
+    assert (
+        maintenance.drop_archived(store, "c1", rev=snapshot.rev, seq=snapshot.next_seq) == WRITTEN
+    )
     assert redis_seqs(store, "c1") == list(range(6))
 
 
@@ -490,14 +530,14 @@ def test_restore_of_an_unknown_session_raises():
 def test_trim_copies_before_it_removes(store, monkeypatch):
     save_session(store, "c1", turns=30)
     removed_after_copy = []
-    real_remove = store.remove_archived
+    real_remove = maintenance.remove_archived
 
-    def remove_checking_the_archive(cid, seqs, *, pinned):
+    def remove_checking_the_archive(store, cid, seqs, *, pinned):
         assert set(archived_seqs(cid)) >= set(seqs), "removing turns that are not archived"
         removed_after_copy.extend(seqs)
-        return real_remove(cid, seqs, pinned=pinned)
+        return real_remove(store, cid, seqs, pinned=pinned)
 
-    monkeypatch.setattr(store, "remove_archived", remove_checking_the_archive)
+    monkeypatch.setattr(maintenance, "remove_archived", remove_checking_the_archive)
     trim_history("c1", keep=5, batch_size=7)
 
     assert removed_after_copy == list(range(25))
@@ -510,7 +550,7 @@ def test_a_failing_archive_leaves_every_turn_in_redis(store, monkeypatch):
     def archive_fails(**kwargs):
         raise DatabaseError("disk full")
 
-    monkeypatch.setattr(services, "archive_turns", archive_fails)
+    monkeypatch.setattr(archive, "archive_turns", archive_fails)
     with pytest.raises(DatabaseError, match="disk full"):
         trim_history("c1", keep=5)
 
@@ -603,13 +643,13 @@ def test_an_idle_session_written_during_its_archive_stays_in_redis(
 ):
     save_session(store, "c1", turns=5)
     make_idle(store, redis_client, "c1", seconds=3600)
-    real_archive = services.archive_turns
+    real_archive = archive.archive_turns
 
     def archive_while_the_robot_writes(**kwargs):
         store.append_turns("c1", [make_turn(5)])
         real_archive(**kwargs)
 
-    monkeypatch.setattr(services, "archive_turns", archive_while_the_robot_writes)
+    monkeypatch.setattr(archive, "archive_turns", archive_while_the_robot_writes)
     with pytest.raises(SessionBusy, match="written while it was archived"):
         compact_session("c1", policy(idle_archive_after=600))
     make_idle(store, redis_client, "c1", seconds=3600)
@@ -637,14 +677,14 @@ def test_a_restored_session_expires_like_any_other(store, redis_client):
 def test_a_database_failure_is_reported_and_the_others_go_on(store, monkeypatch):
     save_session(store, "bad", turns=30)
     save_session(store, "good", turns=30)
-    real_archive = services.archive_turns
+    real_archive = archive.archive_turns
 
-    def archive(*, conversation_id, turns):
+    def archive_but_bad(*, conversation_id, turns):
         if conversation_id == "bad":
             raise DatabaseError("database is locked")
         real_archive(conversation_id=conversation_id, turns=turns)
 
-    monkeypatch.setattr(services, "archive_turns", archive)
+    monkeypatch.setattr(archive, "archive_turns", archive_but_bad)
     report = compact_oversized(policy())
 
     assert report.failed == [{"conversation_id": "bad", "error": "database is locked"}]
@@ -687,14 +727,14 @@ def test_redis_stopped_mid_compaction_stops_it_with_the_stores_error(private_red
     store = get_store()
     for n in range(3):
         save_session(store, f"long-{n}", turns=30)
-    real_archive = services.archive_turns
+    real_archive = archive.archive_turns
 
     def archive_then_redis_dies(**kwargs):
         real_archive(**kwargs)
         private_redis.kill()
         private_redis.wait()
 
-    monkeypatch.setattr(services, "archive_turns", archive_then_redis_dies)
+    monkeypatch.setattr(archive, "archive_turns", archive_then_redis_dies)
     with pytest.raises(StoreUnavailable, match="is unreachable"):
         compact_oversized(policy())
 

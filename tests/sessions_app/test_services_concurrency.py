@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from robotperf.locks import LockHeld, exclusive
-from sessions_app import services
+from sessions_app import maintenance, services
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (
     COMPACTION_LOCK,
@@ -92,7 +92,7 @@ def test_unguarded_archive_runs_never_delete_the_row_of_the_run_that_dropped_it(
         save_session(store, cid, turns=3)
         original = store.load(cid, window=None)
 
-        race(services._archive_idle, [(store, cid), (store, cid)])
+        race(services.archive_idle, [(store, cid), (store, cid)])
 
         assert_restorable(store, cid, original)
 
@@ -144,7 +144,7 @@ def test_a_trim_racing_a_compaction_of_one_session_loses_no_turn(store):
     errors = [o for o in outcomes if isinstance(o, Exception)]
     assert all(isinstance(e, SessionBusy) for e in errors), errors
     assert len(errors) < 2, "one of the two operations ran"
-    in_redis = {t["seq"] for t in store.snapshot("c1").session["history"]}
+    in_redis = {t["seq"] for t in maintenance.snapshot(store, "c1").session["history"]}
     archived = set(ArchivedTurn.objects.filter(conversation_id="c1").values_list("seq", flat=True))
     assert not in_redis & archived
     assert sorted(in_redis | archived) == list(range(90))

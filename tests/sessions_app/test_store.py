@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django_redis.cache import RedisCache
 
+from sessions_app import maintenance
 from sessions_app.codec import CodecError
 from sessions_app.store import (
     ConversationStore,
@@ -237,12 +238,14 @@ class TestLayout:
         conversation_keys = {k.decode() for k in redis_client.keys("*{c1}*")}
         assert conversation_keys == {"rp:conv:{c1}:state", "rp:conv:{c1}:turns"}
         assert set(redis_client.hkeys("rp:conv:{c1}:state")) == {
-            b"doc",
             b"rev",
             b"seq",
             b"cfg",
             b"archived",
             b"bytes",
+            *(b"s:" + key for key in (b"conversation_id", b"bot_id", b"user_id")),
+            b"s:input_slots",
+            b"s:record",
         }
 
     def test_bot_config_is_stored_once_for_sessions_of_one_bot(self, store, redis_client):
@@ -251,11 +254,13 @@ class TestLayout:
         assert len(redis_client.keys(store.keys.bot_config("*"))) == 1
         assert store.load("c1")["bot_config"] == store.load("c2")["bot_config"] == SCENARIO
 
-    def test_the_state_doc_holds_neither_history_nor_bot_config(self, store, redis_client):
+    def test_the_state_holds_neither_history_nor_bot_config(self, store, redis_client):
         store.save(make_session())
-        doc = store.codec.decode(redis_client.hget("rp:conv:{c1}:state", "doc"))
-        assert "history" not in doc
-        assert "bot_config" not in doc
+        fields = redis_client.hkeys("rp:conv:{c1}:state")
+        assert b"s:history" not in fields
+        assert b"s:bot_config" not in fields
+        record = redis_client.hget("rp:conv:{c1}:state", "s:record")
+        assert store.codec.decode(record) == make_session()["record"]
 
     def test_every_write_sets_the_ttl_on_all_keys(self, store, redis_client):
         store.save(make_session())
@@ -290,7 +295,8 @@ class TestLayout:
     def test_bytes_index_matches_what_redis_holds(self, store, redis_client):
         store.save(make_session(turns=50))
         store.update_state("c1", {"record": {"big": "y" * 1000}}, expected_rev=1)
-        doc_len = redis_client.hstrlen("rp:conv:{c1}:state", "doc")
+        state = redis_client.hgetall("rp:conv:{c1}:state")
+        doc_len = sum(len(value) for name, value in state.items() if name.startswith(b"s:"))
         turns_len = sum(len(item) for item in redis_client.lrange("rp:conv:{c1}:turns", 0, -1))
         assert redis_client.zscore(store.keys.index_bytes, "c1") == doc_len + turns_len
 
@@ -401,13 +407,19 @@ STATE, TURNS = "rp:conv:{c1}:state", "rp:conv:{c1}:turns"
 
 
 def every_key(client):
+    """Every key's contents but the last-write times and the shared bot_configs: a refused
+    write still counts as activity, and may have stored its (content-addressed) bot_config."""
     read = {
         b"hash": client.hgetall,
         b"list": lambda key: client.lrange(key, 0, -1),
         b"string": client.get,
         b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
     }
-    return {key: read[client.type(key)](key) for key in client.scan_iter()}
+    return {
+        key: read[client.type(key)](key)
+        for key in client.scan_iter()
+        if key != b"rp:idx:seen" and not key.startswith(b"rp:botcfg:")
+    }
 
 
 class TestHostileValues:
@@ -420,15 +432,15 @@ class TestHostileValues:
         "append_turns": lambda store: store.append_turns("c1", [{"role": "user"}]),
         "update_state": lambda store: store.update_state("c1", {"x": 1}, expected_rev=1),
         "size_breakdown": lambda store: store.size_breakdown("c1"),
-        "snapshot": lambda store: store.snapshot("c1"),
-        "next_seq": lambda store: store.next_seq("c1"),
-        "reencode": lambda store: store.reencode("c1"),
-        "trim_candidates": lambda store: store.trim_candidates(
-            "c1", keep=1, pinned=0, batch=10, below=100
+        "snapshot": lambda store: maintenance.snapshot(store, "c1"),
+        "next_seq": lambda store: maintenance.next_seq(store, "c1"),
+        "reencode": lambda store: maintenance.reencode(store, "c1"),
+        "trim_candidates": lambda store: maintenance.trim_candidates(
+            store, "c1", keep=1, pinned=0, batch=10, below=100
         ),
-        "measure_trim": lambda store: store.measure_trim("c1", keep=1, pinned=0),
-        "remove_archived": lambda store: store.remove_archived("c1", [0], pinned=0),
-        "drop_archived": lambda store: store.drop_archived("c1", rev=1, seq=30),
+        "measure_trim": lambda store: maintenance.measure_trim(store, "c1", keep=1, pinned=0),
+        "remove_archived": lambda store: maintenance.remove_archived(store, "c1", [0], pinned=0),
+        "drop_archived": lambda store: maintenance.drop_archived(store, "c1", rev=1, seq=30),
     }
 
     @pytest.mark.parametrize("call", CALLS)
@@ -448,7 +460,7 @@ class TestHostileValues:
         redis_client.hset(TURNS, "not", "a list")
         before = every_key(redis_client)
         if call == "next_seq":  # reads the state only
-            assert store.next_seq("c1") == 30
+            assert maintenance.next_seq(store, "c1") == 30
             return
         with pytest.raises(CorruptSession, match=r"rp:conv:\{c1\}:turns.*hash"):
             self.CALLS[call](store)

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sessions_app.services import seed_demo
+from sessions_app.seeding import seed_demo
 from sessions_app.store import StoreError
 
 

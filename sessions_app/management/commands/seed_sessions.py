@@ -6,7 +6,7 @@ With --legacy they are written as the robot's old stdlib-json blobs instead, to 
 from django.core.management.base import BaseCommand, CommandError
 
 from sessions_app.demo import DEFAULT_SEED
-from sessions_app.services import seed_sessions
+from sessions_app.seeding import seed_sessions
 from sessions_app.store import StoreError
 
 

@@ -1,0 +1,88 @@
+"""The database archive: turns trimmed from Redis and sessions archived whole, written and read.
+
+Used by the store (loads that reach past Redis) and by the services (trim, compaction, restore).
+"""
+
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from sessions_app.models import ArchivedSession, ArchivedTurn
+
+
+def archive_turns(*, conversation_id: str, turns: list[dict]) -> None:
+    """Copy turns (each with its seq) to the archive; rows already there are left as they are."""
+    rows = [
+        (
+            turn["seq"],
+            str(turn.get("role", ""))[:32],
+            {k: v for k, v in turn.items() if k != "seq"},
+            _turn_time(turn),
+        )
+        for turn in turns
+    ]
+    # Durable: the rows must be committed before the turns leave Redis.
+    with transaction.atomic(durable=True):
+        ArchivedTurn.objects.add_missing(conversation_id, rows)
+
+
+def archived_turns(conversation_id: str, *, from_seq: int = 0) -> list[dict]:
+    """The archived turns of one conversation from ``from_seq`` on, oldest first, with their seq."""
+    rows = ArchivedTurn.objects.of_conversation(conversation_id, from_seq=from_seq)
+    return [{**turn, "seq": seq} for seq, turn in rows.values_list("seq", "turn")]
+
+
+async def aarchived_turns(conversation_id: str, *, from_seq: int = 0) -> list[dict]:
+    """`archived_turns` for asyncio callers, through Django's async ORM."""
+    rows = ArchivedTurn.objects.of_conversation(conversation_id, from_seq=from_seq)
+    return [{**turn, "seq": seq} async for seq, turn in rows.values_list("seq", "turn")]
+
+
+class DatabaseArchive:
+    """The archive as the stores read it."""
+
+    turns = staticmethod(archived_turns)
+    aturns = staticmethod(aarchived_turns)
+
+
+def archive_session(*, conversation_id, state, rev, next_seq, size, seen):
+    """Write (or overwrite) the row of a session archived whole; (row, whether it is new).
+
+    Committed when this returns: the Redis copy may go only after that.
+    """
+    with transaction.atomic(durable=True):
+        return ArchivedSession.objects.update_or_create(
+            conversation_id=conversation_id,
+            defaults={
+                "bot_id": str(state.get("bot_id", ""))[:255],
+                "state": state,
+                "rev": rev,
+                "next_seq": next_seq,
+                "bytes": size,
+                "last_seen_at": seen and datetime.fromtimestamp(seen, tz=UTC),
+            },
+        )
+
+
+def forget_session(row):
+    """Delete a row that `archive_session` created, if it still holds what it wrote."""
+    ArchivedSession.objects.filter(pk=row.pk, rev=row.rev, next_seq=row.next_seq).delete()
+
+
+def archived_session(conversation_id):
+    return ArchivedSession.objects.filter(conversation_id=conversation_id).first()
+
+
+def _turn_time(turn):
+    value = next((turn[k] for k in ("created_at", "time", "timestamp") if turn.get(k)), None)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=UTC)
+    try:
+        moment = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if moment is not None and timezone.is_naive(moment):
+        return timezone.make_aware(moment, UTC)
+    return moment

@@ -1,0 +1,613 @@
+"""The store's sans-IO core: what each call asks of Redis, and what the replies mean.
+
+Each operation is a generator. It yields a Batch (commands sent in one round trip, replies
+returned in order, errors as values) or an ArchiveRead, is sent what it asked for, and returns
+the call's result. The sync and the async store drive the same generators: the logic exists
+once, only the I/O differs. Nothing here does I/O or needs Django's settings.
+"""
+
+import operator
+import time
+from typing import NamedTuple
+
+from sessions_app import keys as fields
+from sessions_app.codec import bot_config_digest, split_turn_item, turn_item, without_non_finite
+from sessions_app.exceptions import (
+    CodecError,
+    CorruptSession,
+    SessionNotFound,
+    StaleRevision,
+    StoreError,
+)
+from sessions_app.tracing import traced
+
+# Keys of a session that are not state, and keys `load` adds for the caller.
+SPLIT_KEYS = frozenset({"history", "bot_config"})
+META_KEYS = frozenset({"_rev", "_turns"})
+# LRANGE takes a 64-bit index; no conversation has anywhere near this many turns.
+MAX_WINDOW = 2**53
+OK, NOT_FOUND, STALE, ONE_DOC, EXISTS = 0, 1, 2, 3, 4
+
+
+class Command(NamedTuple):
+    """A redis-py command: ``name(*args)``, reading or writing ``key`` (named in errors)."""
+
+    name: str
+    args: tuple
+    key: str | None = None
+
+
+class Script(NamedTuple):
+    """One of the Lua scripts of scripts.py, run with ``keys`` and ``args``."""
+
+    name: str
+    keys: list
+    args: list
+
+
+class ArchiveRead(NamedTuple):
+    """The archived turns of a conversation from ``from_seq`` on, oldest first."""
+
+    conversation_id: str
+    from_seq: int
+
+
+def check_window(window):
+    if window is None:
+        return None
+    if not isinstance(window, int) or isinstance(window, bool) or window < 0:
+        raise ValueError(f"window must be None or an integer >= 0, got {window!r}")
+    return min(window, MAX_WINDOW)
+
+
+def check_rev(expected_rev):
+    if not isinstance(expected_rev, int) or isinstance(expected_rev, bool):
+        raise TypeError(f"expected_rev must be an int, got {expected_rev!r}")
+    return expected_rev
+
+
+def int_field(key, name, raw):
+    """A state hash field read as an int; CorruptSession when it is not one."""
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise CorruptSession(key, f"field {name!r} is not an integer: {raw!r}") from None
+
+
+def script_error(error, keys):
+    """The store's error for a script's BADTYPE/BADFIELD reply (see lua/prelude.lua)."""
+    code, _, detail = str(error).partition(" ")
+    if code == "BADTYPE":
+        index, got = detail.split()[:2]
+        reason = f"holds a {got}, not what the store keeps there"
+        return CorruptSession(keys[int(index) - 1], reason)
+    if code == "BADFIELD":
+        return CorruptSession(keys[0], f"field {detail.split()[0]!r} is not an integer")
+    return error
+
+
+class Shape(NamedTuple):
+    """What this process last saw of a conversation: its rev, next seq, field sizes and
+    bot_config digest."""
+
+    rev: int | None
+    seq: int
+    sizes: dict
+    digest: str | None
+
+
+class StoreCore:
+    """Encoding, decoding and the rules of each call, shared by the sync and async stores."""
+
+    def __init__(self, codec, *, keys, ttl=0, legacy_reads=True, cache_size=256):
+        self.codec = codec
+        self.keys = keys
+        self.ttl = ttl
+        self.legacy_reads = legacy_reads
+        self.cache_size = cache_size
+        # Both caches only ever hold what Redis held: a bot_config by its digest never changes,
+        # and a shape only predicts an index change that the reply then confirms or corrects.
+        self._bot_configs = {}
+        self._shapes = {}
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def load(self, cid, window):
+        fields.check_cid(cid)
+        window = check_window(window)
+        with traced("robot-v2.load-conversation") as phase:
+            phase("redis")
+            state_key, turns_key = self.keys.state(cid), self.keys.turns(cid)
+            batch = [Command("hgetall", (state_key,), state_key)]
+            if window != 0:
+                start = -window if window else 0
+                batch.append(Command("lrange", (turns_key, start, -1), turns_key))
+            state, *items = yield from self.ask(batch)
+            if not state:
+                return (yield from self._load_legacy(cid, window, phase))
+            phase("decode")
+            session, shape = self.decode_state(state_key, state)
+            history = [self.decode_turn(turns_key, item) for item in items[0]] if items else []
+            digest = state.get(fields.CFG.encode())
+            bot_config = None if digest is None else self._bot_configs.get(digest)
+            if digest is not None and bot_config is None:
+                bot_config = yield from self.fetch_bot_config(digest)
+            archived = state.get(fields.ARCHIVED.encode())
+            if archived not in (None, b"0") and self._reaches_archive(history, shape.seq, window):
+                phase("archive")
+                history = yield from self._with_archive(cid, history, shape.seq, window)
+            phase("assemble")
+            self._remember(cid, shape)
+            if bot_config is not None:
+                session["bot_config"] = bot_config
+            session["history"] = history
+            session["_rev"] = shape.rev
+            session["_turns"] = shape.seq
+            return session
+
+    def decode_state(self, key, state):
+        """(session without history, Shape) of a state hash as HGETALL returned it."""
+        rev = int_field(key, fields.REV, state.get(fields.REV.encode()))
+        seq = int_field(key, fields.SEQ, state.get(fields.SEQ.encode()))
+        prefix = fields.STATE_PREFIX.encode()
+        sizes = {name: len(raw) for name, raw in state.items() if name.startswith(prefix)}
+        digest = state.get(fields.CFG.encode())
+        digest = digest and digest.decode()
+        doc = state.get(fields.DOC.encode())
+        if doc is not None:
+            return self.decode_object(key, doc), Shape(rev, seq, {}, digest)
+        session = {
+            name[len(prefix) :].decode(): self.decode_value(key, state[name]) for name in sizes
+        }
+        return session, Shape(rev, seq, sizes, digest)
+
+    def decode_value(self, key, raw):
+        try:
+            return self.codec.decode(raw)
+        except CodecError as e:
+            raise CorruptSession(key, e) from e
+
+    def decode_object(self, key, raw):
+        value = self.decode_value(key, raw)
+        if not isinstance(value, dict):
+            raise CorruptSession(key, f"expected a JSON object, got {type(value).__name__}")
+        return value
+
+    def decode_turn(self, key, item):
+        try:
+            seq, payload = split_turn_item(item)
+        except CodecError as e:
+            raise CorruptSession(key, e) from e
+        turn = self.decode_object(key, payload)
+        turn["seq"] = seq
+        return turn
+
+    def fetch_bot_config(self, digest):
+        key = self.keys.bot_config(digest.decode())
+        batch = [Command("get", (key,), key)]
+        (raw,) = yield from self.ask(batch)
+        if raw is None:
+            raise CorruptSession(key, "the shared bot_config is missing")
+        bot_config = self.decode_object(key, raw)
+        if len(self._bot_configs) >= self.cache_size:
+            self._bot_configs.pop(next(iter(self._bot_configs)))
+        self._bot_configs[digest] = bot_config
+        return bot_config
+
+    def _reaches_archive(self, history, seq, window):
+        """Whether the last ``window`` turns are not all among those read from Redis."""
+        wanted = seq if window is None else min(window, seq)
+        return len(history) < wanted or (bool(history) and history[0]["seq"] != seq - wanted)
+
+    def _with_archive(self, cid, history, seq, window):
+        first = 0 if window is None else max(seq - window, 0)
+        in_redis = {turn["seq"] for turn in history}
+        archived = yield ArchiveRead(cid, first)
+        merged = [turn for turn in archived if turn["seq"] not in in_redis]
+        merged += [turn for turn in history if turn["seq"] >= first]
+        # Pinned turns stay at the head in Redis, so the two parts can interleave.
+        merged.sort(key=operator.itemgetter("seq"))
+        return merged
+
+    def size_breakdown(self, cid):
+        fields.check_cid(cid)
+        keys = [self.keys.state(cid), self.keys.turns(cid)]
+        batch = [Script("field_sizes", keys, [])]
+        (sizes,) = yield from self.ask(batch)
+        if not sizes:
+            return (yield from self._legacy_breakdown(cid))
+        turns, ttl = sizes[-2:]
+        pairs = zip(sizes[:-2:2], sizes[1:-2:2], strict=True)
+        parts = {name.decode(): size for name, size in pairs}
+        meta = yield from self._meta(keys[0], parts)
+        state = {
+            name[len(fields.STATE_PREFIX) :]: size
+            for name, size in parts.items()
+            if name.startswith(fields.STATE_PREFIX)
+        }
+        state_bytes = sum(state.values()) + parts.get(fields.DOC, 0)
+        return {
+            "layout": "split",
+            "state": state_bytes,
+            "fields": state,
+            "record": state.get("record", 0),
+            "history": meta[fields.BYTES] - state_bytes,
+            "bot_config": meta["bot_config"],
+            "turns": turns,
+            "total_turns": meta[fields.SEQ],
+            "archived": meta[fields.ARCHIVED],
+            "ttl": ttl,
+        }
+
+    def _meta(self, state_key, parts):
+        names = (fields.BYTES, fields.SEQ, fields.ARCHIVED, fields.CFG)
+        batch = [Command("hmget", (state_key, *names), state_key)]
+        ((size, seq, archived, digest),) = yield from self.ask(batch)
+        meta = {
+            fields.BYTES: int_field(state_key, fields.BYTES, size),
+            fields.SEQ: int_field(state_key, fields.SEQ, seq),
+            fields.ARCHIVED: int_field(state_key, fields.ARCHIVED, archived or 0),
+            "bot_config": 0,
+        }
+        if digest is not None:
+            key = self.keys.bot_config(digest.decode())
+            batch = [Command("strlen", (key,), key)]
+            (meta["bot_config"],) = yield from self.ask(batch)
+        return meta
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def save(self, session):
+        cid = fields.check_cid(session.get("conversation_id"))
+        with traced("robot-v2.save-conversation"):
+            state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
+            if "_rev" in session:
+                # Turns outside the loaded window are never dropped: only those without a
+                # seq are new.
+                new_turns = [t for t in session.get("history") or [] if "seq" not in t]
+                return (
+                    yield from self._update(
+                        cid, state, session.get("bot_config"), new_turns, session["_rev"], True
+                    )
+                )
+            rev = yield from self._replace(cid, session, initial_rev=1)
+            return rev
+
+    def update_state(self, cid, changes, expected_rev):
+        fields.check_cid(cid)
+        check_rev(expected_rev)
+        if "history" in changes:
+            raise ValueError("history is not state: add turns with append_turns()")
+        if changes.get("conversation_id", cid) != cid:
+            raise ValueError("conversation_id cannot be changed")
+        with traced("robot-v2.update-state") as phase:
+            phase("encode")
+            state = {k: v for k, v in changes.items() if k not in SPLIT_KEYS | META_KEYS}
+            return (
+                yield from self._update(
+                    cid, state, changes.get("bot_config"), [], expected_rev, False, phase
+                )
+            )
+
+    def append_turns(self, cid, turns):
+        fields.check_cid(cid)
+        turns = list(turns)
+        if not turns:
+            return []
+        with traced("robot-v2.append-turns") as phase:
+            phase("encode")
+            payloads = self.encode_turns(turns)
+            keys = [self.keys.state(cid), self.keys.turns(cid)]
+            shape = self._shapes.get(cid)
+            predicted = _items_size(shape.seq if shape else 0, payloads)
+            phase("redis")
+            script = Script("append", keys, [self.ttl, *payloads])
+            reply = yield from self._write(
+                cid, script, predicted, lambda reply: reply[2], digest=shape and shape.digest
+            )
+            if reply[0] == NOT_FOUND:
+                if not (yield from self._migrate_legacy(cid)):
+                    raise SessionNotFound(cid)
+                return (yield from self.append_turns(cid, turns))
+            first = reply[1]
+            known = shape or Shape(None, 0, {}, None)
+            self._remember(cid, known._replace(seq=first + len(turns)))
+        return list(range(first, first + len(turns)))
+
+    def delete(self, cid):
+        fields.check_cid(cid)
+        self._shapes.pop(cid, None)
+        keys = [self.keys.state(cid), self.keys.turns(cid), self.keys.legacy(cid)]
+        batch = [
+            Command("delete", tuple(keys)),
+            Command("zrem", (self.keys.index_bytes, cid)),
+            Command("zrem", (self.keys.index_seen, cid)),
+        ]
+        deleted, *_ = yield from self.ask(batch)
+        return deleted > 0
+
+    def _update(self, cid, state, bot_config, new_turns, expected_rev, whole, phase=None):
+        digest, config_commands = self.bot_config_commands(bot_config)
+        encoded = [(fields.state_field(k), self.codec.encode(v)) for k, v in state.items()]
+        payloads = self.encode_turns(new_turns)
+        keys = [self.keys.state(cid), self.keys.turns(cid)]
+        args = [self.ttl, expected_rev, digest, int(whole), len(encoded)]
+        args += [part for pair in encoded for part in pair] + payloads
+        shape = self._shapes.get(cid)
+        predicted = _state_delta(shape, expected_rev, encoded, whole)
+        if predicted is not None:
+            predicted += _items_size(shape.seq, payloads)
+        if phase is not None:
+            phase("redis")
+        script = Script("update_state", keys, args)
+        known_digest = digest or (shape and shape.digest)
+        reply = yield from self._write(
+            cid, script, predicted, lambda reply: reply[2], config_commands, known_digest
+        )
+        status = reply[0]
+        if status == NOT_FOUND:
+            if not (yield from self._migrate_legacy(cid)):
+                raise SessionNotFound(cid)
+        elif status == ONE_DOC:
+            yield from self._split_doc(cid)
+        if status in (NOT_FOUND, ONE_DOC):
+            return (
+                yield from self._update(
+                    cid, state, bot_config, new_turns, expected_rev, whole, phase
+                )
+            )
+        if status == STALE:
+            self._shapes.pop(cid, None)
+            raise StaleRevision(cid, expected_rev, reply[1])
+        _, rev, _, first = reply
+        written = {name.encode(): len(value) for name, value in encoded}
+        if whole or shape is not None:
+            sizes = written if whole else {**shape.sizes, **written}
+            self._remember(cid, Shape(rev, first + len(payloads), sizes, known_digest or None))
+        return rev
+
+    def replace_many(self, sessions):
+        """Create or replace whole conversations in one round trip (seeding: no legacy blob)."""
+        batch, scripts = [], []
+        for session in sessions:
+            cid = fields.check_cid(session.get("conversation_id"))
+            script, config_commands, _ = self._replace_script(cid, session, initial_rev=1)
+            batch += [*config_commands, script, *self._index(cid)]
+            scripts.append((len(batch) - 2, cid))
+        replies = yield from self.ask(batch)
+        moves = {cid: replies[at][4] - replies[at][3] for at, cid in scripts}
+        batch = [Command("zincrby", (self.keys.index_bytes, n, cid)) for cid, n in moves.items()]
+        (yield from self.ask(batch))
+        return len(scripts)
+
+    def _replace_script(self, cid, session, *, initial_rev, create_only=False):
+        state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
+        digest, config_commands = self.bot_config_commands(session.get("bot_config"))
+        encoded = [(fields.state_field(k), self.codec.encode(v)) for k, v in state.items()]
+        keys = [self.keys.state(cid), self.keys.turns(cid)]
+        args = [self.ttl, initial_rev, digest, int(create_only), len(encoded)]
+        args += [part for pair in encoded for part in pair]
+        payloads = self.encode_turns(session.get("history") or [])
+        sizes = {name.encode(): len(value) for name, value in encoded}
+        shape = Shape(None, len(payloads), sizes, digest or None)
+        return Script("replace", keys, [*args, *payloads]), config_commands, shape
+
+    def _replace(self, cid, session, *, initial_rev, create_only=False):
+        script, config_commands, shape = self._replace_script(
+            cid, session, initial_rev=initial_rev, create_only=create_only
+        )
+        reply = yield from self._write(
+            cid, script, None, lambda reply: reply[4] - reply[3], config_commands
+        )
+        if reply[0] == EXISTS:
+            return None
+        rev, first, created = reply[1], reply[2], reply[5]
+        self._remember(cid, shape._replace(rev=rev, seq=first + shape.seq))
+        if created and self.legacy_reads:
+            legacy_key = self.keys.legacy(cid)
+            batch = [Command("delete", (legacy_key,), legacy_key)]
+            (yield from self.ask(batch))
+        return rev
+
+    def _write(self, cid, script, predicted, delta, before=(), digest=None):
+        """Run a conversation's write script with its index updates beside it, in one round
+        trip: the bytes index moves by ``predicted`` (None: not known yet), then, if that
+        differs, by what ``delta(reply)`` says it moved, in a second. The shared bot_config
+        ``digest`` names, when known, lives as long as the conversation."""
+        index = self._index(cid, predicted)
+        if digest and self.ttl:
+            index.append(Command("expire", (self.keys.bot_config(digest), self.ttl)))
+        batch = [*before, script, *index]
+        replies = yield batch
+        try:
+            yield from self.raise_for(replies, batch)
+        except StoreError:
+            # The script refused the write: the bytes index must not move either.
+            if predicted:
+                yield [self._bump(cid, -predicted)]
+            raise
+        reply = replies[len(before)]
+        actual = delta(reply) if reply[0] == OK else 0
+        correction = (
+            []
+            if actual == (predicted or 0)
+            else [Command("zincrby", (self.keys.index_bytes, actual - (predicted or 0), cid))]
+        )
+        if reply[0] == NOT_FOUND:
+            # The index commands ran for a conversation that is not there: take them back.
+            self._shapes.pop(cid, None)
+            correction = [
+                Command("zrem", (self.keys.index_bytes, cid)),
+                Command("zrem", (self.keys.index_seen, cid)),
+            ]
+        if correction:
+            (yield from self.ask(correction))
+        return reply
+
+    def _index(self, cid, predicted=None):
+        """The index updates that go beside a write: its time, and its predicted bytes."""
+        index = [Command("zadd", (self.keys.index_seen, {cid: time.time()}))]
+        if predicted:
+            index.append(self._bump(cid, predicted))
+        return index
+
+    def _bump(self, cid, delta):
+        """Move an indexed conversation's bytes; one not in the index stays out of it."""
+        return Command("zadd", (self.keys.index_bytes, {cid: delta}, False, True, False, True))
+
+    def bot_config_commands(self, bot_config):
+        """(digest or '', the commands that store the bot_config once) for a write."""
+        if bot_config is None:
+            return "", []
+        digest = bot_config_digest(bot_config)
+        key = self.keys.bot_config(digest)
+        command = Command("set", (key, self.codec.encode(bot_config), self.ttl or None), key)
+        return digest, [command]
+
+    def encode_turns(self, turns):
+        for turn in turns:
+            if not isinstance(turn, dict):
+                raise TypeError(f"a turn must be a dict, got {type(turn).__qualname__}")
+        return [self.codec.encode({k: v for k, v in t.items() if k != "seq"}) for t in turns]
+
+    def _remember(self, cid, shape):
+        if shape is None:
+            self._shapes.pop(cid, None)
+            return
+        if cid not in self._shapes and len(self._shapes) >= self.cache_size * 16:
+            self._shapes.pop(next(iter(self._shapes)))
+        self._shapes[cid] = shape
+
+    # --- earlier layouts: the robot's JSON blob, the first release's single doc ------------
+
+    def _load_legacy(self, cid, window, phase):
+        if not self.legacy_reads:
+            return None
+        raw = yield from self._legacy_blob(cid)
+        if raw is None:
+            return None
+        phase("decode")
+        session = self.decode_legacy(cid, raw)
+        phase("assemble")
+        history = session.get("history") or []
+        for seq, turn in enumerate(history):
+            turn["seq"] = seq
+        session["history"] = history if window is None else history[len(history) - window :]
+        session["_rev"] = 0
+        session["_turns"] = len(history)
+        return session
+
+    def _legacy_blob(self, cid):
+        key = self.keys.legacy(cid)
+        batch = [Command("get", (key,), key)]
+        (raw,) = yield from self.ask(batch)
+        return raw
+
+    def decode_legacy(self, cid, raw):
+        # NaN and Infinity, which the stdlib wrote and orjson cannot, read as None.
+        session = without_non_finite(self.decode_object(self.keys.legacy(cid), raw))
+        session.setdefault("conversation_id", cid)
+        return session
+
+    def _legacy_breakdown(self, cid):
+        raw = (yield from self._legacy_blob(cid)) if self.legacy_reads else None
+        if raw is None:
+            raise SessionNotFound(cid)
+        session = self.decode_legacy(cid, raw)
+        history = session.get("history") or []
+        encoded_history = self.codec.encode(history)
+        bot_config = self.codec.encode(session.get("bot_config"))
+        return {
+            "layout": "legacy",
+            "state": len(raw) - len(encoded_history) - len(bot_config),
+            "fields": {},
+            "record": len(self.codec.encode(session.get("record"))),
+            "history": len(encoded_history),
+            "bot_config": len(bot_config),
+            "turns": len(history),
+            "total_turns": len(history),
+            "archived": 0,
+            "ttl": None,
+        }
+
+    def migrate_legacy(self, cid):
+        """Move a legacy blob to the split layout; the bytes of the blob moved (0: none)."""
+        if not self.legacy_reads:
+            return 0
+        raw = yield from self._legacy_blob(cid)
+        if raw is None:
+            return 0
+        moved = yield from self._migrate_legacy(cid, raw)
+        return len(raw) if moved else 0
+
+    def _migrate_legacy(self, cid, raw=None):
+        """Write a legacy blob in the split layout, then drop the blob if it is unchanged.
+
+        The split layout is written only where there is none: a conversation another process
+        moved meanwhile is left as that process wrote it. Revision 0 is what `load` reported.
+        """
+        if raw is None:
+            if not self.legacy_reads:
+                return False
+            raw = yield from self._legacy_blob(cid)
+            if raw is None:
+                return False
+        session = self.decode_legacy(cid, raw)
+        yield from self._replace(cid, session, initial_rev=0, create_only=True)
+        key = self.keys.legacy(cid)
+        batch = [Script("drop_if_unchanged", [key], [raw])]
+        (yield from self.ask(batch))
+        return True
+
+    def _split_doc(self, cid):
+        """Store a first-release state (one doc) as one field per key, if it is unchanged."""
+        state_key = self.keys.state(cid)
+        batch = [Command("hget", (state_key, fields.DOC), state_key)]
+        (doc,) = yield from self.ask(batch)
+        if doc is None:
+            return
+        state = self.decode_object(state_key, doc)
+        args = [doc]
+        for name, value in state.items():
+            args += [fields.state_field(name), self.codec.encode(value)]
+        batch = [Script("split_doc", [state_key], args)]
+        (delta,) = yield from self.ask(batch)
+        if delta:
+            batch = [Command("zincrby", (self.keys.index_bytes, delta, cid))]
+            (yield from self.ask(batch))
+
+    # --- replies ---------------------------------------------------------------------------
+
+    def ask(self, batch):
+        """Send ``batch``; its replies, an error reply raised as the store's error."""
+        replies = yield batch
+        return (yield from self.raise_for(replies, batch))
+
+    def raise_for(self, replies, batch):
+        """``replies`` of ``batch``; the first error reply becomes the store's error, naming its
+        key (a WRONGTYPE costs one TYPE, to say what the key holds)."""
+        for reply, request in zip(replies, batch, strict=True):
+            if not isinstance(reply, Exception):
+                continue
+            if isinstance(request, Script):
+                raise script_error(reply, request.keys)
+            if str(reply).startswith("WRONGTYPE") and request.key:
+                (got,) = yield [Command("type", (request.key,))]
+                reason = f"holds a {got.decode()}, not what the store keeps there"
+                raise CorruptSession(request.key, reason)
+            raise StoreError(f"Redis refused {request.name}: {reply}")
+        return replies
+
+
+def _items_size(seq, payloads):
+    """Bytes of ``payloads`` stored as turns from ``seq`` on (see codec.turn_item)."""
+    return sum(len(turn_item(seq + i, payload)) for i, payload in enumerate(payloads))
+
+
+def _state_delta(shape, expected_rev, encoded, whole):
+    """How the state's bytes change, from the sizes this process last saw; None if unknown."""
+    if shape is None or shape.rev != expected_rev:
+        return None
+    new = {name.encode(): len(value) for name, value in encoded}
+    old = shape.sizes if whole else {name: shape.sizes.get(name, 0) for name in new}
+    return sum(new.values()) - sum(old.values())

@@ -1,0 +1,35 @@
+-- KEYS: state, turns. ARGV: ttl, rev of a new conversation, bot_config digest ('' none),
+-- create only (1: refuse when it exists), field count n, n pairs of state field and encoded
+-- value, then one encoded turn each. Creates or replaces the whole conversation; sequence
+-- numbers and the archived count carry on, so Redis and the archive never disagree on a turn.
+-- Returns {0, rev, first seq, bytes before, bytes after, created (0/1)}, or {4} when it exists
+-- and create only was asked.
+expect_types({'hash', 'list'})
+local cur = redis.call('HMGET', KEYS[1], F.rev, F.seq, F.bytes, F.archived)
+local exists = cur[1] ~= false
+if exists and ARGV[4] == '1' then return {4} end
+local rev = tonumber(ARGV[2])
+if exists then rev = number_field(cur[1], F.rev) + 1 end
+local first = number_field(cur[2], F.seq)
+local before = number_field(cur[3], F.bytes)
+local archived = number_field(cur[4], F.archived)
+redis.call('DEL', KEYS[1], KEYS[2])
+local n = tonumber(ARGV[5])
+local fields, size = {F.rev, rev, F.archived, archived}, 0
+for i = 6, 5 + 2 * n, 2 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  size = size + #ARGV[i + 1]
+end
+if ARGV[3] ~= '' then
+  fields[#fields + 1] = F.cfg
+  fields[#fields + 1] = ARGV[3]
+end
+local seq, added = push_turns(KEYS[2], first, ARGV, 6 + 2 * n)
+fields[#fields + 1] = F.seq
+fields[#fields + 1] = seq
+fields[#fields + 1] = F.bytes
+fields[#fields + 1] = size + added
+redis.call('HSET', KEYS[1], unpack(fields))
+refresh_ttl(tonumber(ARGV[1]))
+return {0, rev, first, before, size + added, exists and 0 or 1}

@@ -1,0 +1,8 @@
+-- KEYS: state, turns. ARGV: pinned, keep, batch. The turns a trim would move next: at most
+-- `batch` after the first `pinned`, never one of the last `keep`; nil when there is no state.
+expect_types({'hash', 'list'})
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local first = tonumber(ARGV[1])
+local stop = math.min(first + tonumber(ARGV[3]), redis.call('LLEN', KEYS[2]) - tonumber(ARGV[2]))
+if stop <= first then return {} end
+return redis.call('LRANGE', KEYS[2], first, stop - 1)

@@ -1,0 +1,34 @@
+"""The store's Lua scripts: one file each in ``lua/``, loaded once, each with the prelude.
+
+Every script touches the keys of one conversation only (one hash slot), all named in KEYS;
+the state hash's field names come from keys.py, as the table ``F``.
+"""
+
+from functools import cache
+from importlib.resources import files
+
+from sessions_app import keys
+
+_FIELDS = ", ".join(f"{name} = '{value}'" for name, value in keys.LUA_FIELDS.items())
+NAMES = (
+    "append",
+    "update_state",
+    "field_sizes",
+    "replace",
+    "split_doc",
+    "trim_head",
+    "trim_measure",
+    "trim_remove",
+    "drop_archived",
+    "reencode",
+    "restore",
+    "drop_if_unchanged",
+)
+
+
+@cache
+def source(name):
+    """The Lua source of the script ``name``, prelude first."""
+    lua = files("sessions_app") / "lua"
+    prelude = (lua / "prelude.lua").read_text()
+    return f"local F = {{{_FIELDS}}}\n{prelude}\n{(lua / f'{name}.lua').read_text()}"
