@@ -1,29 +1,36 @@
-"""Store benchmarks: windowed loads and one-turn appends against the legacy blob, in one run.
+"""Store benchmarks: the hot path against its floor and against the legacy blob, in one run.
 
-Seeds demo sessions of three sizes into the benchmark Redis database, split and as legacy blobs.
+Seeds demo sessions of three sizes into the benchmark Redis database, in the store's layout
+and, under another id, as legacy blobs; every ratio compares calls timed in alternation.
 """
 
 import json
 from dataclasses import dataclass
 
+import lz4.frame
 import orjson
-import pyzstd
 
-from benchmarks.timing import Timing, measure, measure_together, verdict
-from sessions_app.codec import ZSTD_MAGIC
+from benchmarks import floors
+from benchmarks.timing import Timing, measure, measure_rounds, ratio, summary, verdict
+from sessions_app import keys as fields
+from sessions_app.codec import LZ4_MAGIC, bot_config_digest, split_turn_item
 from sessions_app.demo import make_session, make_turn
 from sessions_app.store import get_store
+from sessions_app.tracing import traced
 
 WINDOW = 20
 SIZES = (("1 MB", 300, 1_000), ("6 MB", 1_000, 10_000), ("25 MB", 1_000, 50_000))
 # Per size: rounds, and calls per round of each fast operation; the legacy baselines run once
-# a round, as they decode megabytes per call. Alternating keeps both sides under one noise.
-ROUNDS = {"1 MB": (100, 10), "6 MB": (20, 30), "25 MB": (6, 60)}
+# a round, as they decode megabytes per call.
+ROUNDS = {"1 MB": (100, 10), "6 MB": (40, 20), "25 MB": (6, 60)}
+FLOORED = ("1 MB", "6 MB")
+"""Sizes whose load is timed against its floor; the writes' floors are timed at 1 MB."""
+TARGET = 1.3
 FAST = {"repeat": 1000, "warmup": 50}
 OPERATIONS = (
     ("load", f"`store.load(window={WINDOW})`"),
-    ("pipeline", f"hand-written pipeline: HMGET + LRANGE -{WINDOW}, orjson/zstd (no MULTI)"),
-    ("pipeline_multi", "the same pipeline in MULTI"),
+    ("pipeline", f"hand-written pipeline: HGETALL + LRANGE -{WINDOW}, lz4 + orjson"),
+    ("floor", "its floor: PING + orjson.loads of the raw state and the turns"),
     ("append", "`store.append_turns` of one turn"),
     ("json", "legacy GET + `json.loads`"),
     ("orjson", "legacy GET + `orjson.loads`"),
@@ -31,20 +38,33 @@ OPERATIONS = (
     ("ping", "redis-py PING"),
 )
 PARTS = (
-    ("round_trip", "the pipeline's round trip alone"),
-    ("zstd", "zstd decompression of the state doc"),
-    ("state", "orjson.loads of the state doc"),
+    ("round_trip", "the pipeline's round trip alone (HGETALL + LRANGE)"),
+    ("lz4", "lz4 decompression of the state fields"),
+    ("state", "orjson.loads of the state fields, uncompressed"),
     ("questions", "... of which `record.HISTORY_QUESTION` alone"),
     ("loops", "... of which `record.LOOP_COUNT` alone"),
     ("turns", f"orjson.loads of {WINDOW} turns"),
+    ("spans", "the load's spans: one and three phases (OpenTelemetry API, no SDK)"),
 )
 SIZES_SHOWN = (
     ("legacy", "legacy blob (stdlib json)"),
     ("legacy_memory", "legacy blob, `MEMORY USAGE`"),
-    ("state", "split: state doc (orjson, zstd)"),
-    ("history", "split: turns"),
-    ("split_memory", "split: state + turns, `MEMORY USAGE`"),
+    ("state_raw", "state fields, orjson (sum)"),
+    ("state", "state fields as stored, lz4 above 4 KiB (sum)"),
+    ("history", "turns"),
+    ("split_memory", "state hash + turns list, `MEMORY USAGE`"),
     ("bot_config", "shared bot_config (once per bot and length)"),
+)
+FLOORS = (
+    ("load", "floor", "`load(window=20)`", "PING + orjson.loads of the raw state and 20 turns"),
+    ("append", "append_floor", "`append_turns`, one turn", "PING + encoding the turn"),
+    (
+        "update_record",
+        "update_record_floor",
+        "`update_state`, `record` (a loop count changed)",
+        "PING + encoding the record",
+    ),
+    ("update_status", "update_status_floor", "`update_state`, `status`", "PING + encoding it"),
 )
 
 
@@ -62,24 +82,32 @@ class Case:
     def legacy_cid(self):
         return f"bench-legacy-{self.steps}-{self.turns}"
 
+    def turn(self):
+        return make_turn(0, self.turns, step=self.steps - 1)
+
 
 def run():
     store = get_store()
     cases = [Case(*size) for size in SIZES]
+    digests = set()
     try:
-        sizes = {case.label: seed(store, case) for case in cases}
-        timings = {case.label: measure_case(store, case) for case in cases}
+        sizes = {case.label: seed(store, case, digests) for case in cases}
+        rounds = {case.label: measure_case(store, case) for case in cases}
         parts = {case.label: measure_parts(store, case) for case in cases}
+        trips = floors.round_trips(store, cases[0].cid, cases[0].turn())
     finally:
         for case in cases:
             store.delete(case.cid)
             store.delete(case.legacy_cid)
-    return report(cases, timings, parts, sizes)
+        for digest in digests:
+            store.client.delete(store.keys.bot_config(digest))
+    return report(cases, rounds, parts, sizes, trips)
 
 
-def seed(store, case):
-    """Write one session in the split layout and, under another id, as a legacy blob."""
+def seed(store, case, digests):
+    """Write one session in the store's layout and, under another id, as a legacy blob."""
     session = make_session(0, steps=case.steps, turns=case.turns, prefix="bench-")
+    digests.add(bot_config_digest(session["bot_config"]))
     session["conversation_id"] = case.cid
     store.save(session)
     session["conversation_id"] = case.legacy_cid
@@ -89,6 +117,7 @@ def seed(store, case):
     return {
         "legacy": store.client.strlen(legacy_key),
         "legacy_memory": store.client.memory_usage(legacy_key, samples=0),
+        "state_raw": sum(map(len, floors.raw_state(store, case.cid).values())),
         "state": breakdown["state"],
         "history": breakdown["history"],
         "bot_config": breakdown["bot_config"],
@@ -99,49 +128,45 @@ def seed(store, case):
     }
 
 
-def decode(raw):
-    return orjson.loads(unpack(raw))
-
-
-def unpack(raw):
-    return pyzstd.decompress(raw) if raw.startswith(ZSTD_MAGIC) else raw
-
-
-def fetch(client, keys, cid, *, transaction=False):
-    """The windowed load's one round trip: state fields and the last turns."""
-    pipe = client.pipeline(transaction=transaction)
-    pipe.hmget(keys.state(cid), "doc", "rev", "seq", "cfg")
+def fetch(client, keys, cid):
+    """The windowed load's one round trip: the state hash and the last turns."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.state(cid))
     pipe.lrange(keys.turns(cid), -WINDOW, -1)
     return pipe.execute()
 
 
-def pipeline_read(client, keys, cid, bot_configs, *, transaction):
-    """The store's windowed load without the store: one round trip, then decode and assemble."""
-    (doc, rev, seq, cfg), items = fetch(client, keys, cid, transaction=transaction)
-    session = decode(doc)
+def pipeline_read(store, cid, bot_configs):
+    """The store's windowed load without the store: one round trip, decode, assemble."""
+    state, items = fetch(store.client, store.keys, cid)
+    prefix, decode = fields.STATE_PREFIX.encode(), store.codec.decode
+    session = {
+        name[len(prefix) :].decode(): decode(raw)
+        for name, raw in state.items()
+        if name.startswith(prefix)
+    }
     history = []
     for item in items:
-        number, _, payload = item.partition(b"|")
-        turn = decode(payload)
-        turn["seq"] = int(number)
+        seq, payload = split_turn_item(item)
+        turn = orjson.loads(payload)
+        turn["seq"] = seq
         history.append(turn)
-    session["bot_config"] = bot_configs[cfg]
+    session["bot_config"] = bot_configs[state[fields.CFG.encode()]]
     session["history"] = history
-    session["_rev"] = int(rev)
-    session["_turns"] = int(seq)
+    session["_rev"] = int(state[fields.REV.encode()])
+    session["_turns"] = int(state[fields.SEQ.encode()])
     return session
 
 
 def measure_case(store, case):
-    client, keys = store.client, store.keys
-    cid, legacy_key = case.cid, keys.legacy(case.legacy_cid)
-    cfg = client.hget(keys.state(cid), "cfg")
-    bot_configs = {cfg: decode(client.get(keys.bot_config(cfg.decode())))}
-    # The baseline must do the store's work, no less: same result, field for field.
+    """Per-round samples of every operation of one size, reads and writes."""
+    client, cid, legacy_key = store.client, case.cid, store.keys.legacy(case.legacy_cid)
     expected = store.load(cid, window=WINDOW)
-    if pipeline_read(client, keys, cid, bot_configs, transaction=False) != expected:
+    bot_configs = {client.hget(store.keys.state(cid), fields.CFG): expected["bot_config"]}
+    # The baseline must do the store's work, no less: same result, field for field.
+    if pipeline_read(store, cid, bot_configs) != expected:
         raise RuntimeError(f"the hand-written pipeline disagrees with store.load for {cid}")
-    turn = make_turn(0, case.turns, step=case.steps - 1)
+    turn = case.turn()
 
     def legacy_append():
         session = json.loads(client.get(legacy_key))
@@ -149,55 +174,56 @@ def measure_case(store, case):
         client.set(legacy_key, json.dumps(session))
 
     rounds, fast = ROUNDS[case.label]
-    reads = measure_together(
-        {
-            "load": (lambda: store.load(cid, window=WINDOW), fast),
-            "pipeline": (
-                lambda: pipeline_read(client, keys, cid, bot_configs, transaction=False),
-                fast,
-            ),
-            "pipeline_multi": (
-                lambda: pipeline_read(client, keys, cid, bot_configs, transaction=True),
-                fast,
-            ),
-            "ping": (client.ping, fast),
-            "json": (lambda: json.loads(client.get(legacy_key)), 1),
-            "orjson": (lambda: orjson.loads(client.get(legacy_key)), 1),
-        },
-        rounds=rounds,
-    )
-    # Each call adds a turn to its session (by under 1 % of its size); appending is O(1).
-    writes = measure_together(
-        {
-            "append": (lambda: store.append_turns(cid, [turn]), fast),
-            "legacy_append": (legacy_append, 1),
-        },
-        rounds=rounds,
-    )
-    return reads | writes
+    reads = {
+        "load": (lambda: store.load(cid, window=WINDOW), fast),
+        "pipeline": (lambda: pipeline_read(store, cid, bot_configs), fast),
+        "ping": (client.ping, fast),
+        "json": (lambda: json.loads(client.get(legacy_key)), 1),
+        "orjson": (lambda: orjson.loads(client.get(legacy_key)), 1),
+    }
+    if case.label in FLOORED:
+        reads["floor"] = (floors.load_floor(store, cid, WINDOW), fast)
+    # Each append adds a turn to its session (by under 1 % of its size); appending is O(1).
+    writes = {"append": (lambda: store.append_turns(cid, [turn]), fast)}
+    if case.label == FLOORED[0]:
+        writes = floors.write_calls(store, cid, turn, fast)
+    writes["legacy_append"] = (legacy_append, 1)
+    return measure_rounds(reads, rounds=rounds) | measure_rounds(writes, rounds=rounds)
 
 
 def measure_parts(store, case):
     """Each step of a windowed load on its own, to show where its time goes."""
     client, keys, cid = store.client, store.keys, case.cid
-    (doc, *_), items = fetch(client, keys, cid)
-    state = unpack(doc)
-    record = orjson.loads(state)["record"]
+    prefix = fields.STATE_PREFIX.encode()
+    stored = [
+        raw for name, raw in client.hgetall(keys.state(cid)).items() if name.startswith(prefix)
+    ]
+    compressed = [raw for raw in stored if raw.startswith(LZ4_MAGIC)]
+    raw = list(floors.raw_state(store, cid).values())
+    record = store.load(cid, window=0)["record"]
     questions = orjson.dumps(record["HISTORY_QUESTION"])
     loops = orjson.dumps(record["LOOP_COUNT"])
-    payloads = [item.partition(b"|")[2] for item in items]
+    payloads = floors.window_payloads(store, cid, WINDOW)
+
+    def spans():
+        with traced("bench.load") as phase:
+            phase("redis")
+            phase("decode")
+            phase("assemble")
+
     return {
         "round_trip": measure(lambda: fetch(client, keys, cid), **FAST),
-        "zstd": measure(lambda: unpack(doc), **FAST),
-        "state": measure(lambda: orjson.loads(state), **FAST),
+        "lz4": measure(lambda: [lz4.frame.decompress(part) for part in compressed], **FAST),
+        "state": measure(lambda: [orjson.loads(part) for part in raw], **FAST),
         "questions": measure(lambda: orjson.loads(questions), **FAST),
         "loops": measure(lambda: orjson.loads(loops), **FAST),
-        "turns": measure(lambda: [decode(payload) for payload in payloads], **FAST),
+        "turns": measure(lambda: [orjson.loads(payload) for payload in payloads], **FAST),
+        "spans": measure(spans, **FAST),
     }
 
 
-def report(cases, timings, parts, sizes):
-    labels = [case.label for case in cases]
+def report(cases, rounds, parts, sizes, trips):
+    timings = {label: summary(samples) for label, samples in rounds.items()}
     header = " | ".join(f"{c.label} ({c.steps:,} steps, {c.turns:,} turns)" for c in cases)
     return "\n".join(
         [
@@ -205,103 +231,134 @@ def report(cases, timings, parts, sizes):
             f"Median (p95) of each operation on one demo session per size, window {WINDOW}.\n",
             table(f"| operation | {header} |", OPERATIONS, timings, Timing.ms),
             "",
+            floors_table(rounds, timings),
+            "",
             "Where a windowed load's time goes, each step measured on its own:\n",
             table(f"| step | {header} |", PARTS, parts, Timing.ms),
             "",
             table(f"| bytes in Redis | {header} |", SIZES_SHOWN, sizes, "{:,}".format),
             "",
-            targets_table(*(timings[label] for label in labels)),
+            trips_table(trips),
             "",
-            state_share(labels, timings, parts),
-            "orjson alone on the legacy blob is "
-            + ", ".join(
-                f"{timings[label]['json'].median / timings[label]['orjson'].median:.2f}x ({label})"
-                for label in labels
-            )
-            + " faster than json.loads.\n",
-            "How: `sessions_app.demo.make_session` sessions saved with `store.save` and, under "
-            "another id, as stdlib-json blobs, in one process against the benchmark Redis; "
-            "operations compared in a ratio are timed in alternation "
-            "(`benchmarks.timing.measure_together`; "
-            + ", ".join(
-                f"{label}: {r} rounds of {n} fast calls" for label, (r, n) in ROUNDS.items()
-            )
-            + ", one legacy call per round), each step of a load alone with "
-            f"`measure` ({FAST['repeat']} calls); OpenTelemetry API without an SDK; the "
-            "hand-written pipeline is checked to return exactly what `store.load` returns.\n",
+            targets_table(rounds, timings, trips),
+            "",
+            explain(cases, timings, parts),
+            how(),
         ]
     )
 
 
-def state_share(labels, timings, parts):
-    """One line on the part of each load that no window bounds: decoding the state doc."""
-    shares = []
-    for label in labels:
-        load, part = timings[label]["load"].median, parts[label]
-        state = (part["zstd"].median + part["state"].median) / load
-        questions = part["questions"].median / load
-        shares.append(f"{state:.0%} ({questions:.0%} `HISTORY_QUESTION`) of the {label} load")
-    one, budgets = labels[0], []
-    for label, speedup in zip(labels, (15, 50, 200), strict=True):
-        part = parts[label]
-        floor = sum(part[step].median for step in ("round_trip", "zstd", "state"))
-        allowed = timings[label]["json"].median / speedup
-        budgets.append(
-            f"{label}: {allowed * 1e3:.3f} ms allowed, {floor * 1e3:.3f} ms for the round trip "
-            "and the state doc alone"
+def floors_table(rounds, timings):
+    rows = [(label, *FLOORS[0]) for label in FLOORED]
+    rows += [(FLOORED[0], *names) for names in FLOORS[1:]]
+    lines = [
+        "Each hot-path call against its floor, timed in alternation (ratio: median over rounds "
+        f"of the ratio within a round; budget: {TARGET}x the floor):\n",
+        "| call | size | store | floor | what the floor is | ratio | budget |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, name, floor, title, what in rows:
+        store, base = timings[label][name], timings[label][floor]
+        lines.append(
+            f"| {title} | {label} | {store.median * 1e3:.3f} ms | {base.median * 1e3:.3f} ms "
+            f"| {what} | {ratio(rounds[label], name, floor):.2f}x "
+            f"| {base.median * TARGET * 1e3:.3f} ms |"
         )
-    ping = timings[one]["ping"].median
-    return (
-        "The state doc, which grows with the scenario's steps and is decoded whole on every load, "
-        f"takes {', '.join(shares)}. Budgets of the speed-up targets against what no store "
-        f"code can avoid: {'; '.join(budgets)}. A PING costs {ping * 1e3:.3f} ms here, and an "
-        "append is one round trip plus about 25 µs of Lua in Redis. Meeting the load targets "
-        "takes a smaller state doc: `load` returns `record` whole, so `HISTORY_QUESTION` and "
-        "`LOOP_COUNT` are decoded on every load; keeping them out of the doc (windowed, like "
-        "history) changes what `load` returns, a product decision not taken here.\n"
-    )
+    return "\n".join(lines)
+
+
+def trips_table(trips):
+    lines = [
+        f"Round trips and commands per call, counted at redis-py's socket layer over "
+        f"{floors.CALLS_COUNTED} calls each (1 MB session):\n",
+        "| call | round trips per call | commands per call |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {title} | {n:.2f} | {commands:.2f} |" for title, n, commands in trips]
+    return "\n".join(lines)
 
 
 def table(header, rows, figures, show):
     lines = [header, "|---" * header.count(" | ") + "|---|"]
     for key, title in rows:
-        cells = " | ".join(show(column[key]) for column in figures.values())
+        cells = " | ".join(
+            show(column[key]) if key in column else "—" for column in figures.values()
+        )
         lines.append(f"| {title} | {cells} |")
     return "\n".join(lines)
 
 
-def targets_table(one, six, big):
-    def ratio(a, b):
-        return a.median / b.median
-
+def targets_table(rounds, timings, trips):
+    one, six, big = (rounds[label] for label, *_ in SIZES)
+    medians = {label: timing["load"].median for label, timing in timings.items()}
     targets = [
-        ("load w20, 1 MB vs GET + json.loads", ratio(one["json"], one["load"]), 15, True),
-        ("load w20, 6 MB vs GET + json.loads", ratio(six["json"], six["load"]), 50, True),
-        ("load w20, 6 MB vs the 1 MB load", ratio(six["load"], one["load"]), 2, False),
-        ("load w20, 25 MB vs GET + json.loads", ratio(big["json"], big["load"]), 200, True),
-        ("load w20, 6 MB vs a PING", ratio(six["load"], six["ping"]), 10, False),
-        (
-            "append one turn, 1 MB vs legacy append",
-            ratio(one["legacy_append"], one["append"]),
-            80,
-            True,
-        ),
+        ("load w20, 1 MB vs GET + json.loads", ratio(one, "json", "load"), 15, True),
+        ("load w20, 6 MB vs GET + json.loads", ratio(six, "json", "load"), 50, True),
+        ("load w20, 6 MB vs the 1 MB load", medians["6 MB"] / medians["1 MB"], 2, False),
+        ("load w20, 25 MB vs GET + json.loads", ratio(big, "json", "load"), 200, True),
+        ("load w20, 6 MB vs a PING", ratio(six, "load", "ping"), 10, False),
+        ("append one turn, 1 MB vs legacy append", ratio(one, "legacy_append", "append"), 80, True),
     ]
-    targets += [
-        (
-            f"store overhead, {label}: load vs hand-written pipeline",
-            ratio(m["load"], m["pipeline"]),
-            1.3,
-            False,
-        )
-        for label, m in (("1 MB", one), ("6 MB", six), ("25 MB", big))
-    ]
+    for label, samples in rounds.items():
+        overhead = ratio(samples, "load", "pipeline")
+        targets.append((f"store overhead, {label}: load vs hand-written pipeline", overhead))
+    for label in FLOORED:
+        targets.append((f"load w20, {label} vs its floor", ratio(rounds[label], "load", "floor")))
+    for name, floor, title, _ in FLOORS[1:]:
+        targets.append((f"{title}, 1 MB vs its floor", ratio(one, name, floor)))
     lines = [
         "| target (DESIGN.md section 8) | measured | required | verdict |",
         "|---|---|---|---|",
     ]
-    for name, measured, bound, at_least in targets:
+    for name, measured, *bound in targets:
+        bound, at_least = bound or (TARGET, False)
         ok = measured >= bound if at_least else measured <= bound
         required = f"{'>=' if at_least else '<='} {bound}x"
         lines.append(f"| {name} | {measured:.2f}x | {required} | {verdict(ok)} |")
+    # The robot's way: it loads, then updates; a process that has not loaded is shown apart.
+    most = max(
+        n for title, n, _ in trips if title.startswith("`update_state`") and "not" not in title
+    )
+    lines.append(f"| update_state: round trips per call | {most:.2f} | 1 | {verdict(most == 1)} |")
     return "\n".join(lines)
+
+
+def explain(cases, timings, parts):
+    """Where the load's time goes, and what the speed-up targets leave for it."""
+    shares, budgets = [], []
+    for case, speedup in zip(cases, (15, 50, 200), strict=True):
+        load, part = timings[case.label]["load"].median, parts[case.label]
+        state = part["lz4"].median + part["state"].median
+        shares.append(f"{state / load:.0%} of the {case.label} load")
+        allowed = timings[case.label]["json"].median / speedup
+        floor = part["round_trip"].median + state
+        budgets.append(
+            f"{case.label}: {allowed * 1e3:.3f} ms allowed, {floor * 1e3:.3f} ms for the round "
+            "trip and the state alone"
+        )
+    one = parts[cases[0].label]
+    return (
+        f"Decoding the state (lz4, then orjson), which grows with the scenario's steps and no "
+        f"window bounds, takes {', '.join(shares)}. Budgets of the speed-up targets against "
+        f"what no store code can avoid: {'; '.join(budgets)}. The pipeline's round trip costs "
+        f"{one['round_trip'].median * 1e3:.3f} ms against a PING's "
+        f"{timings[cases[0].label]['ping'].median * 1e3:.3f} ms: it carries the state hash "
+        f"and {WINDOW} turns. The load's spans cost {one['spans'].median * 1e6:.0f} µs alone. "
+        "A write is one round trip: the script, then the two index updates (last write time, "
+        "bytes) in the same pipeline.\n"
+    )
+
+
+def how():
+    rounds = ", ".join(f"{label}: {r} rounds of {n} fast calls" for label, (r, n) in ROUNDS.items())
+    return (
+        "How: `sessions_app.demo.make_session` sessions saved with `store.save` and, under "
+        "another id, as stdlib-json blobs, in one process against the benchmark Redis; "
+        "operations compared in a ratio are timed in alternation "
+        f"(`benchmarks.timing.measure_rounds`; {rounds}, one legacy call per round), each step "
+        f"of a load alone with `measure` ({FAST['repeat']} calls); OpenTelemetry API without an "
+        "SDK; the hand-written pipeline is checked to return exactly what `store.load` returns. "
+        "A floor is a PING plus decoding what the call returns, or encoding what it writes "
+        "(`benchmarks/floors.py`); the update_state calls alternate between two values, and "
+        "the appends add a turn each (under 1 % of the session).\n"
+    )

@@ -11,7 +11,6 @@ import os
 import sys
 import threading
 import time
-import unicodedata
 import weakref
 from collections import OrderedDict, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +27,7 @@ from django.utils import timezone
 
 from phonemes.client import get_client
 from phonemes.models import PhonemeCacheCounter, PhonemeCacheEntry, entry_digest
-from phonemes.server import LANG_PATTERN
+from phonemes.text import check_lang, normalize_text
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +40,6 @@ ENTRY_OVERHEAD = 192
 # Flush early when this many distinct texts wait for a hit-count write.
 MAX_PENDING_TOUCHES = 10_000
 _live_caches = weakref.WeakSet()
-
-
-def normalize_text(text):
-    """The form a text is cached and fetched under: NFC, case-folded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFC", text.casefold()).split())
 
 
 def entry_size(key, value):
@@ -358,11 +352,6 @@ def text_of(key):
 def freeze(phonemes):
     """An immutable phoneme sequence whose tokens are shared by every entry that uses them."""
     return tuple(map(sys.intern, phonemes))
-
-
-def check_lang(lang):
-    if not LANG_PATTERN.fullmatch(lang):
-        raise ValueError(f"lang must be a language code like 'en' or 'en-us', got {lang!r}")
 
 
 def _after_fork_in_child():

@@ -13,8 +13,10 @@ from collections import OrderedDict
 import orjson
 from aiohttp import web
 
+from phonemes.text import check_lang
+
+# The service's own limit on a request, wider than the cache's configured one.
 MAX_TEXT_LENGTH = 2000
-LANG_PATTERN = re.compile(r"[a-z]{2,3}(-[a-z0-9]{1,8})*")
 # espeak-ng marks stress and, for foreign words, a switch of language like "(en)": neither is
 # a phoneme, and keeping them would make the same word score differently by context.
 STRESS_MARKS = str.maketrans("", "", "ˈˌ")
@@ -148,10 +150,10 @@ def parse_request(body):
         raise G2PError("text must be a non-empty string", status=400)
     if len(text) > MAX_TEXT_LENGTH:
         raise G2PError(f"text is longer than {MAX_TEXT_LENGTH} characters", status=400)
-    if not isinstance(lang, str) or not LANG_PATTERN.fullmatch(lang):
-        raise G2PError(
-            f"lang must be a language code like 'en' or 'en-us', got {lang!r}", status=400
-        )
+    try:
+        check_lang(lang)
+    except ValueError as e:
+        raise G2PError(str(e), status=400) from e
     return text, lang
 
 

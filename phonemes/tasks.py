@@ -10,8 +10,8 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError
 
+from locks import LockHeld, exclusive
 from phonemes.services import evict_stale
-from robotperf.locks import LockHeld, exclusive
 
 LOCK_TIMEOUT = 15 * 60
 

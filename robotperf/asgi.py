@@ -1,4 +1,5 @@
-"""ASGI entry point: Django, plus the lifespan protocol so that shared clients close at shutdown.
+"""ASGI entry point: Django, plus the lifespan protocol so that shared clients (the phoneme
+service's sessions, the conversation store's Redis client) close at shutdown.
 
 Django's handler refuses lifespan scopes, which servers such as uvicorn send at start and stop.
 """
@@ -11,6 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "robotperf.settings")
 django_application = get_asgi_application()
 
 from phonemes.client import aclose_all  # noqa: E402 - needs the apps loaded above
+from sessions_app.store import get_async_store  # noqa: E402
 
 
 async def application(scope, receive, send):
@@ -22,5 +24,6 @@ async def application(scope, receive, send):
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await aclose_all()
+            await get_async_store().aclose()
             await send({"type": "lifespan.shutdown.complete"})
             return

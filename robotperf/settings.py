@@ -189,6 +189,11 @@ ROBOTPERF_COMPACTION = {
     "SESSION_LOCK_WAIT": env_int("COMPACTION_SESSION_LOCK_WAIT", 10),
 }
 
+# --- The robot's JSON API (/api/sessions/) -------------------------------------------------
+# It serves whole conversations: a caller must send "Authorization: Bearer <API_TOKEN>". With
+# no token set it answers only while DEBUG is on (development), never in production.
+ROBOTPERF_API = {"TOKEN": os.environ.get("API_TOKEN", "")}
+
 # --- Locks: two runs of one job, or two operations on one session, never overlap ----------
 ROBOTPERF_LOCKS = {
     "CACHE_ALIAS": "sessions",

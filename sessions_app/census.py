@@ -108,7 +108,7 @@ def build(store, policy):
                 pipe.expire(key, 3600)  # a build that dies half-way leaves nothing for long
         pipe.execute()
     bots = [
-        BotTotal(digest=digest, bot_id=_bot_id(store, digest, sample), sessions=n, bytes=size)
+        BotTotal(digest=digest, bot_id=bot_name(store, digest, sample), sessions=n, bytes=size)
         for digest, (n, size, sample) in sorted(groups.items(), key=lambda g: -g[1][1])
     ]
     census = Census(
@@ -178,7 +178,8 @@ def _read(store, conversation_ids):
             yield cid, (fields[0] or b"").decode(), turns, size
 
 
-def _bot_id(store, digest, conversation_id):
+def bot_name(store, digest, conversation_id):
+    """What to call the sessions of a bot_config: the ``bot_id`` of one of them."""
     if not digest:
         return NO_BOT
     try:

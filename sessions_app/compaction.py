@@ -101,6 +101,10 @@ class CompactReport:
     migrated: int = 0
     migrated_bytes: int = 0
     """Bytes of the legacy blobs moved (or, in a dry run, to move) to the split layout."""
+    docs_split: int = 0
+    """First-release states (one doc) stored (or to store) as one field per key."""
+    legacy_left: int | None = None
+    """Legacy blobs still in Redis after a migration; at 0, STORE_LEGACY_READS can go off."""
     compacted: int = 0
     archived_sessions: int = 0
     turns_archived: int = 0

@@ -7,11 +7,13 @@ once, only the I/O differs. Nothing here does I/O or needs Django's settings.
 """
 
 import operator
+import threading
 import time
 from typing import NamedTuple
 
 from sessions_app import keys as fields
-from sessions_app.codec import bot_config_digest, split_turn_item, turn_item, without_non_finite
+from sessions_app import legacy
+from sessions_app.codec import bot_config_digest, split_turn_item, turn_item
 from sessions_app.exceptions import (
     CodecError,
     CorruptSession,
@@ -19,71 +21,22 @@ from sessions_app.exceptions import (
     StaleRevision,
     StoreError,
 )
+from sessions_app.protocol import (
+    ArchiveRead,
+    Command,
+    Script,
+    ask,
+    check_rev,
+    check_window,
+    int_field,
+    raise_for,
+)
 from sessions_app.tracing import traced
 
 # Keys of a session that are not state, and keys `load` adds for the caller.
 SPLIT_KEYS = frozenset({"history", "bot_config"})
 META_KEYS = frozenset({"_rev", "_turns"})
-# LRANGE takes a 64-bit index; no conversation has anywhere near this many turns.
-MAX_WINDOW = 2**53
 OK, NOT_FOUND, STALE, ONE_DOC, EXISTS = 0, 1, 2, 3, 4
-
-
-class Command(NamedTuple):
-    """A redis-py command: ``name(*args)``, reading or writing ``key`` (named in errors)."""
-
-    name: str
-    args: tuple
-    key: str | None = None
-
-
-class Script(NamedTuple):
-    """One of the Lua scripts of scripts.py, run with ``keys`` and ``args``."""
-
-    name: str
-    keys: list
-    args: list
-
-
-class ArchiveRead(NamedTuple):
-    """The archived turns of a conversation from ``from_seq`` on, oldest first."""
-
-    conversation_id: str
-    from_seq: int
-
-
-def check_window(window):
-    if window is None:
-        return None
-    if not isinstance(window, int) or isinstance(window, bool) or window < 0:
-        raise ValueError(f"window must be None or an integer >= 0, got {window!r}")
-    return min(window, MAX_WINDOW)
-
-
-def check_rev(expected_rev):
-    if not isinstance(expected_rev, int) or isinstance(expected_rev, bool):
-        raise TypeError(f"expected_rev must be an int, got {expected_rev!r}")
-    return expected_rev
-
-
-def int_field(key, name, raw):
-    """A state hash field read as an int; CorruptSession when it is not one."""
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise CorruptSession(key, f"field {name!r} is not an integer: {raw!r}") from None
-
-
-def script_error(error, keys):
-    """The store's error for a script's BADTYPE/BADFIELD reply (see lua/prelude.lua)."""
-    code, _, detail = str(error).partition(" ")
-    if code == "BADTYPE":
-        index, got = detail.split()[:2]
-        reason = f"holds a {got}, not what the store keeps there"
-        return CorruptSession(keys[int(index) - 1], reason)
-    if code == "BADFIELD":
-        return CorruptSession(keys[0], f"field {detail.split()[0]!r} is not an integer")
-    return error
 
 
 class Shape(NamedTuple):
@@ -109,6 +62,8 @@ class StoreCore:
         # and a shape only predicts an index change that the reply then confirms or corrects.
         self._bot_configs = {}
         self._shapes = {}
+        # One store serves many threads: the caches' bounded inserts take turns.
+        self._lock = threading.Lock()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -122,9 +77,9 @@ class StoreCore:
             if window != 0:
                 start = -window if window else 0
                 batch.append(Command("lrange", (turns_key, start, -1), turns_key))
-            state, *items = yield from self.ask(batch)
+            state, *items = yield from ask(batch)
             if not state:
-                return (yield from self._load_legacy(cid, window, phase))
+                return (yield from legacy.load_legacy(self, cid, window, phase))
             phase("decode")
             session, shape = self.decode_state(state_key, state)
             history = [self.decode_turn(turns_key, item) for item in items[0]] if items else []
@@ -185,13 +140,11 @@ class StoreCore:
     def fetch_bot_config(self, digest):
         key = self.keys.bot_config(digest.decode())
         batch = [Command("get", (key,), key)]
-        (raw,) = yield from self.ask(batch)
+        (raw,) = yield from ask(batch)
         if raw is None:
             raise CorruptSession(key, "the shared bot_config is missing")
         bot_config = self.decode_object(key, raw)
-        if len(self._bot_configs) >= self.cache_size:
-            self._bot_configs.pop(next(iter(self._bot_configs)))
-        self._bot_configs[digest] = bot_config
+        _bounded_put(self._lock, self._bot_configs, digest, bot_config, self.cache_size)
         return bot_config
 
     def _reaches_archive(self, history, seq, window):
@@ -213,9 +166,9 @@ class StoreCore:
         fields.check_cid(cid)
         keys = [self.keys.state(cid), self.keys.turns(cid)]
         batch = [Script("field_sizes", keys, [])]
-        (sizes,) = yield from self.ask(batch)
+        (sizes,) = yield from ask(batch)
         if not sizes:
-            return (yield from self._legacy_breakdown(cid))
+            return (yield from legacy.legacy_breakdown(self, cid))
         turns, ttl = sizes[-2:]
         pairs = zip(sizes[:-2:2], sizes[1:-2:2], strict=True)
         parts = {name.decode(): size for name, size in pairs}
@@ -242,7 +195,7 @@ class StoreCore:
     def _meta(self, state_key, parts):
         names = (fields.BYTES, fields.SEQ, fields.ARCHIVED, fields.CFG)
         batch = [Command("hmget", (state_key, *names), state_key)]
-        ((size, seq, archived, digest),) = yield from self.ask(batch)
+        ((size, seq, archived, digest),) = yield from ask(batch)
         meta = {
             fields.BYTES: int_field(state_key, fields.BYTES, size),
             fields.SEQ: int_field(state_key, fields.SEQ, seq),
@@ -252,7 +205,7 @@ class StoreCore:
         if digest is not None:
             key = self.keys.bot_config(digest.decode())
             batch = [Command("strlen", (key,), key)]
-            (meta["bot_config"],) = yield from self.ask(batch)
+            (meta["bot_config"],) = yield from ask(batch)
         return meta
 
     # --- writing ---------------------------------------------------------------------------
@@ -270,7 +223,7 @@ class StoreCore:
                         cid, state, session.get("bot_config"), new_turns, session["_rev"], True
                     )
                 )
-            rev = yield from self._replace(cid, session, initial_rev=1)
+            rev = yield from self.replace(cid, session, initial_rev=1)
             return rev
 
     def update_state(self, cid, changes, expected_rev):
@@ -306,7 +259,7 @@ class StoreCore:
                 cid, script, predicted, lambda reply: reply[2], digest=shape and shape.digest
             )
             if reply[0] == NOT_FOUND:
-                if not (yield from self._migrate_legacy(cid)):
+                if not (yield from legacy.migrate_blob(self, cid)):
                     raise SessionNotFound(cid)
                 return (yield from self.append_turns(cid, turns))
             first = reply[1]
@@ -323,7 +276,7 @@ class StoreCore:
             Command("zrem", (self.keys.index_bytes, cid)),
             Command("zrem", (self.keys.index_seen, cid)),
         ]
-        deleted, *_ = yield from self.ask(batch)
+        deleted, *_ = yield from ask(batch)
         return deleted > 0
 
     def _update(self, cid, state, bot_config, new_turns, expected_rev, whole, phase=None):
@@ -346,10 +299,10 @@ class StoreCore:
         )
         status = reply[0]
         if status == NOT_FOUND:
-            if not (yield from self._migrate_legacy(cid)):
+            if not (yield from legacy.migrate_blob(self, cid)):
                 raise SessionNotFound(cid)
         elif status == ONE_DOC:
-            yield from self._split_doc(cid)
+            yield from legacy.split_doc(self, cid)
         if status in (NOT_FOUND, ONE_DOC):
             return (
                 yield from self._update(
@@ -374,10 +327,10 @@ class StoreCore:
             script, config_commands, _ = self._replace_script(cid, session, initial_rev=1)
             batch += [*config_commands, script, *self._index(cid)]
             scripts.append((len(batch) - 2, cid))
-        replies = yield from self.ask(batch)
+        replies = yield from ask(batch)
         moves = {cid: replies[at][4] - replies[at][3] for at, cid in scripts}
         batch = [Command("zincrby", (self.keys.index_bytes, n, cid)) for cid, n in moves.items()]
-        (yield from self.ask(batch))
+        (yield from ask(batch))
         return len(scripts)
 
     def _replace_script(self, cid, session, *, initial_rev, create_only=False):
@@ -392,7 +345,7 @@ class StoreCore:
         shape = Shape(None, len(payloads), sizes, digest or None)
         return Script("replace", keys, [*args, *payloads]), config_commands, shape
 
-    def _replace(self, cid, session, *, initial_rev, create_only=False):
+    def replace(self, cid, session, *, initial_rev, create_only=False):
         script, config_commands, shape = self._replace_script(
             cid, session, initial_rev=initial_rev, create_only=create_only
         )
@@ -406,7 +359,7 @@ class StoreCore:
         if created and self.legacy_reads:
             legacy_key = self.keys.legacy(cid)
             batch = [Command("delete", (legacy_key,), legacy_key)]
-            (yield from self.ask(batch))
+            (yield from ask(batch))
         return rev
 
     def _write(self, cid, script, predicted, delta, before=(), digest=None):
@@ -420,7 +373,7 @@ class StoreCore:
         batch = [*before, script, *index]
         replies = yield batch
         try:
-            yield from self.raise_for(replies, batch)
+            yield from raise_for(replies, batch)
         except StoreError:
             # The script refused the write: the bytes index must not move either.
             if predicted:
@@ -441,7 +394,7 @@ class StoreCore:
                 Command("zrem", (self.keys.index_seen, cid)),
             ]
         if correction:
-            (yield from self.ask(correction))
+            (yield from ask(correction))
         return reply
 
     def _index(self, cid, predicted=None):
@@ -471,132 +424,15 @@ class StoreCore:
         return [self.codec.encode({k: v for k, v in t.items() if k != "seq"}) for t in turns]
 
     def _remember(self, cid, shape):
-        if shape is None:
-            self._shapes.pop(cid, None)
-            return
-        if cid not in self._shapes and len(self._shapes) >= self.cache_size * 16:
-            self._shapes.pop(next(iter(self._shapes)))
-        self._shapes[cid] = shape
+        _bounded_put(self._lock, self._shapes, cid, shape, self.cache_size * 16)
 
-    # --- earlier layouts: the robot's JSON blob, the first release's single doc ------------
 
-    def _load_legacy(self, cid, window, phase):
-        if not self.legacy_reads:
-            return None
-        raw = yield from self._legacy_blob(cid)
-        if raw is None:
-            return None
-        phase("decode")
-        session = self.decode_legacy(cid, raw)
-        phase("assemble")
-        history = session.get("history") or []
-        for seq, turn in enumerate(history):
-            turn["seq"] = seq
-        session["history"] = history if window is None else history[len(history) - window :]
-        session["_rev"] = 0
-        session["_turns"] = len(history)
-        return session
-
-    def _legacy_blob(self, cid):
-        key = self.keys.legacy(cid)
-        batch = [Command("get", (key,), key)]
-        (raw,) = yield from self.ask(batch)
-        return raw
-
-    def decode_legacy(self, cid, raw):
-        # NaN and Infinity, which the stdlib wrote and orjson cannot, read as None.
-        session = without_non_finite(self.decode_object(self.keys.legacy(cid), raw))
-        session.setdefault("conversation_id", cid)
-        return session
-
-    def _legacy_breakdown(self, cid):
-        raw = (yield from self._legacy_blob(cid)) if self.legacy_reads else None
-        if raw is None:
-            raise SessionNotFound(cid)
-        session = self.decode_legacy(cid, raw)
-        history = session.get("history") or []
-        encoded_history = self.codec.encode(history)
-        bot_config = self.codec.encode(session.get("bot_config"))
-        return {
-            "layout": "legacy",
-            "state": len(raw) - len(encoded_history) - len(bot_config),
-            "fields": {},
-            "record": len(self.codec.encode(session.get("record"))),
-            "history": len(encoded_history),
-            "bot_config": len(bot_config),
-            "turns": len(history),
-            "total_turns": len(history),
-            "archived": 0,
-            "ttl": None,
-        }
-
-    def migrate_legacy(self, cid):
-        """Move a legacy blob to the split layout; the bytes of the blob moved (0: none)."""
-        if not self.legacy_reads:
-            return 0
-        raw = yield from self._legacy_blob(cid)
-        if raw is None:
-            return 0
-        moved = yield from self._migrate_legacy(cid, raw)
-        return len(raw) if moved else 0
-
-    def _migrate_legacy(self, cid, raw=None):
-        """Write a legacy blob in the split layout, then drop the blob if it is unchanged.
-
-        The split layout is written only where there is none: a conversation another process
-        moved meanwhile is left as that process wrote it. Revision 0 is what `load` reported.
-        """
-        if raw is None:
-            if not self.legacy_reads:
-                return False
-            raw = yield from self._legacy_blob(cid)
-            if raw is None:
-                return False
-        session = self.decode_legacy(cid, raw)
-        yield from self._replace(cid, session, initial_rev=0, create_only=True)
-        key = self.keys.legacy(cid)
-        batch = [Script("drop_if_unchanged", [key], [raw])]
-        (yield from self.ask(batch))
-        return True
-
-    def _split_doc(self, cid):
-        """Store a first-release state (one doc) as one field per key, if it is unchanged."""
-        state_key = self.keys.state(cid)
-        batch = [Command("hget", (state_key, fields.DOC), state_key)]
-        (doc,) = yield from self.ask(batch)
-        if doc is None:
-            return
-        state = self.decode_object(state_key, doc)
-        args = [doc]
-        for name, value in state.items():
-            args += [fields.state_field(name), self.codec.encode(value)]
-        batch = [Script("split_doc", [state_key], args)]
-        (delta,) = yield from self.ask(batch)
-        if delta:
-            batch = [Command("zincrby", (self.keys.index_bytes, delta, cid))]
-            (yield from self.ask(batch))
-
-    # --- replies ---------------------------------------------------------------------------
-
-    def ask(self, batch):
-        """Send ``batch``; its replies, an error reply raised as the store's error."""
-        replies = yield batch
-        return (yield from self.raise_for(replies, batch))
-
-    def raise_for(self, replies, batch):
-        """``replies`` of ``batch``; the first error reply becomes the store's error, naming its
-        key (a WRONGTYPE costs one TYPE, to say what the key holds)."""
-        for reply, request in zip(replies, batch, strict=True):
-            if not isinstance(reply, Exception):
-                continue
-            if isinstance(request, Script):
-                raise script_error(reply, request.keys)
-            if str(reply).startswith("WRONGTYPE") and request.key:
-                (got,) = yield [Command("type", (request.key,))]
-                reason = f"holds a {got.decode()}, not what the store keeps there"
-                raise CorruptSession(request.key, reason)
-            raise StoreError(f"Redis refused {request.name}: {reply}")
-        return replies
+def _bounded_put(lock, cache, key, value, size):
+    """``cache[key] = value``, dropping the oldest entry when ``cache`` holds ``size``."""
+    with lock:
+        if key not in cache and len(cache) >= size:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
 
 
 def _items_size(seq, payloads):

@@ -9,9 +9,10 @@ import time
 from typing import NamedTuple
 
 from sessions_app import keys as fields
+from sessions_app import legacy
 from sessions_app.codec import turn_item
-from sessions_app.core import Command, Script, int_field
 from sessions_app.exceptions import CorruptSession, SessionNotFound, StoreError
+from sessions_app.protocol import Command, Script, int_field
 
 DROPPED, WRITTEN, GONE = 1, 0, -1
 
@@ -217,7 +218,18 @@ def legacy_totals(store, *, batch=500):
 def migrate_legacy(store, conversation_id):
     """Move a legacy blob to the split layout; the bytes of the blob moved (0: none)."""
     fields.check_cid(conversation_id)
-    return store.run(store.core.migrate_legacy(conversation_id))
+    return store.run(legacy.migrate(store.core, conversation_id))
+
+
+def split_docs(store, conversation_ids, *, dry_run=False):
+    """Store each first-release state (one doc) among these as one field per key; how many."""
+    keys = [store.keys.state(cid) for cid in conversation_ids]
+    found = store.ask([Command("hexists", (key, fields.DOC), key) for key in keys])
+    stored_as_doc = [cid for cid, doc in zip(conversation_ids, found, strict=True) if doc]
+    if not dry_run:
+        for cid in stored_as_doc:
+            store.run(legacy.split_doc(store.core, cid))
+    return len(stored_as_doc)
 
 
 # --- trim steps ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ def compact_report_table(report):
         ("oversized", report.oversized),
         ("idle", report.idle),
         ("legacy migrated", f"{report.migrated} ({human_bytes(report.migrated_bytes)})"),
+        ("states split by field", report.docs_split),
         ("compacted", report.compacted),
         ("archived whole", report.archived_sessions),
         ("turns archived", report.turns_archived),
@@ -42,6 +43,10 @@ def compact_report_table(report):
     ):
         lines += [f"{label}: {item['conversation_id']}: {item[detail]}" for item in items]
     lines += [f"missing: {cid}: no such conversation" for cid in report.missing]
+    if report.legacy_left == 0:
+        lines.append("no legacy blob is left: STORE_LEGACY_READS=0 now saves their lookups")
+    elif report.legacy_left:
+        lines.append(f"legacy blobs left: {report.legacy_left}")
     return "\n".join(lines)
 
 

@@ -19,9 +19,6 @@ from sessions_app.inspection import SessionParts, SessionRow
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.store import CorruptSession, SessionNotFound, get_store
 
-NO_BOT = "(no bot_id)"
-UNREADABLE = "(unreadable)"
-
 
 @dataclass(frozen=True, kw_only=True)
 class SessionStats:
@@ -93,24 +90,20 @@ def _per_bot(entries):
     ):
         if isinstance(digest, CorruptSession):
             corrupt.append({"conversation_id": cid, "key": digest.key, "reason": str(digest)})
-            digest = UNREADABLE
+            digest = census.UNREADABLE
         group = groups.setdefault(digest, [cid, 0, 0])
         group[1] += 1
         group[2] += size
     sessions, total = Counter(), Counter()
     for digest, (sample, count, size) in groups.items():
-        bot = {None: NO_BOT, UNREADABLE: UNREADABLE}.get(digest) or _bot_id(store, sample)
+        bot = (
+            census.UNREADABLE
+            if digest == census.UNREADABLE
+            else census.bot_name(store, digest or "", sample)
+        )
         sessions[bot] += count
         total[bot] += size
     return [(bot, sessions[bot], size) for bot, size in total.most_common()], corrupt
-
-
-def _bot_id(store, conversation_id):
-    try:
-        session = store.load(conversation_id, window=0)
-    except CorruptSession:
-        return UNREADABLE
-    return str(session.get("bot_id", NO_BOT)) if session else NO_BOT
 
 
 # --- the sessions admin -----------------------------------------------------------------

@@ -14,7 +14,7 @@ from operator import attrgetter
 from django.conf import settings
 from django.db import DatabaseError
 
-from robotperf.locks import LockHeld, exclusive
+from locks import LockHeld, exclusive
 from sessions_app import archive, maintenance
 from sessions_app.compaction import (
     Action,
@@ -282,13 +282,25 @@ def _run(policy, report, step, limit, progress, conversation_ids, migrate_legacy
             if not size.exists and not maintenance.legacy_size(store, size.conversation_id)
         ]
     for sizes in batches:
+        if migrate_legacy:
+            _split_docs(store, report, sizes)
         step(sizes)
         if progress is not None:
             progress(len(sizes))
         if _reached(report, limit):
             break
+    if migrate_legacy:
+        report.legacy_left = maintenance.legacy_totals(store)[0]
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _split_docs(store, report, sizes):
+    cids = [size.conversation_id for size in sizes if size.exists and not size.corrupt]
+    try:
+        report.docs_split += maintenance.split_docs(store, cids, dry_run=report.dry_run)
+    except CorruptSession as e:
+        report.skip(e.key, e)
 
 
 def _reached(report, limit):

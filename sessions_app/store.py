@@ -9,7 +9,6 @@ redis.asyncio for the asyncio robot, one client per event loop.
 import asyncio
 import functools
 import hashlib
-import weakref
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -21,7 +20,7 @@ from django.dispatch import receiver
 
 from sessions_app import scripts
 from sessions_app.codec import Codec
-from sessions_app.core import ArchiveRead, Script, StoreCore
+from sessions_app.core import StoreCore
 from sessions_app.exceptions import (
     CorruptSession,
     SessionBusy,
@@ -31,6 +30,7 @@ from sessions_app.exceptions import (
     StoreUnavailable,
 )
 from sessions_app.keys import KeyLayout
+from sessions_app.protocol import ArchiveRead, Script, ask, raise_for
 
 __all__ = [
     "AsyncConversationStore",
@@ -161,14 +161,17 @@ class ConversationStore(_Store):
             return done.value
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise self._unavailable(e) from e
+        finally:
+            # A call that failed half-way ends its spans here, in the context it began in.
+            operation.close()
 
     def ask(self, batch):
         """The checked replies of one batch (core.Command and core.Script), in one round trip."""
-        return self.run(self.core.ask(batch))
+        return self.run(ask(batch))
 
     def raise_for(self, replies, batch):
         """``replies`` of ``batch``, raising the store's error for the first error among them."""
-        return self.run(self.core.raise_for(replies, batch))
+        return self.run(raise_for(replies, batch))
 
     def execute(self, request):
         """The answer to one request of the core: a batch's replies, or archived turns."""
@@ -196,7 +199,9 @@ class AsyncConversationStore(_Store):
     def __init__(self, url, codec, *, client_options=None, **options):
         super().__init__(codec, url=url, **options)
         self._url, self._client_options = url, client_options or {}
-        self._clients = weakref.WeakKeyDictionary()
+        # A client holds its loop (through its connections), so a weak mapping would never let
+        # go: clients of closed loops are dropped whenever a new one is opened.
+        self._clients = {}
 
     @classmethod
     def from_url(cls, url, codec_options, **options):
@@ -223,19 +228,28 @@ class AsyncConversationStore(_Store):
 
     @property
     def client(self):
-        """This event loop's client, opened on first use."""
+        """This event loop's client, opened on first use.
+
+        Its pool waits for a free connection (up to the socket timeout) rather than failing a
+        load when all are busy.
+        """
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = redis.asyncio.Redis.from_url(self._url, **self._client_options)
-            self._clients[loop] = client
+            for closed in [other for other in self._clients if other.is_closed()]:
+                del self._clients[closed]
+            options = dict(self._client_options)
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                self._url, timeout=options.get("socket_timeout") or 5, **options
+            )
+            client = self._clients[loop] = redis.asyncio.Redis(connection_pool=pool)
         return client
 
     async def aclose(self):
         """Close this event loop's client; the next call opens a new one."""
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
 
     async def run(self, operation):
         try:
@@ -246,6 +260,8 @@ class AsyncConversationStore(_Store):
             return done.value
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise self._unavailable(e) from e
+        finally:
+            operation.close()
 
     async def execute(self, request):
         if isinstance(request, ArchiveRead):

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from robotperf.locks import LockHeld
+from locks import LockHeld
 from sessions_app.actions import count_sessions
 from sessions_app.services import CompactionPolicy, compact_oversized
 from sessions_app.store import StoreUnavailable

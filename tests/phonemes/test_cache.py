@@ -5,8 +5,9 @@ import threading
 
 import pytest
 
-from phonemes.cache import BoundedLRU, PhonemeCache, entry_size, normalize_text
+from phonemes.cache import BoundedLRU, PhonemeCache, entry_size
 from phonemes.models import PhonemeCacheCounter, PhonemeCacheEntry
+from phonemes.text import normalize_text
 
 
 def make_cache(phoneme_client, *, timer=None, touch_interval=3600.0, max_entries=1000):

@@ -9,11 +9,11 @@ from celery.contrib.testing.worker import start_worker
 from django.apps import apps as django_apps
 from django_celery_beat.models import PeriodicTask
 
+from locks import exclusive
 from phonemes import tasks as phonemes_tasks
 from phonemes.services import evict_stale
 from phonemes.tasks import evict_stale_phoneme_cache
 from robotperf.celery import app as celery_app
-from robotperf.locks import exclusive
 from tests.phonemes.test_services import make_entry, remaining
 
 schedule_migration = importlib.import_module("phonemes.migrations.0002_daily_eviction_schedule")

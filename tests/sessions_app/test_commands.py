@@ -282,3 +282,27 @@ def test_manage_py_with_redis_down_exits_non_zero(tmp_path):
     assert done.returncode == 1
     assert "Redis at redis://127.0.0.1:1/11 is unreachable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.django_db
+def test_migrate_legacy_splits_first_release_states_and_says_when_none_is_left(sessions):
+    state_key = sessions.keys.state("short")
+    expected = sessions.load("short", window=None)
+    state = {k: v for k, v in expected.items() if k not in ("history", "bot_config", "_rev")}
+    state.pop("_turns")
+    fields = [name for name in sessions.client.hkeys(state_key) if name.startswith(b"s:")]
+    sessions.client.hdel(state_key, *fields)
+    sessions.client.hset(state_key, "doc", sessions.codec.encode(state))
+
+    dry = json.loads(
+        run("compact_sessions", *SMALL, "--migrate-legacy", "--dry-run", "--format", "json")
+    )
+    assert dry["docs_split"] == 1
+    assert sessions.client.hexists(state_key, "doc")
+
+    output = run("compact_sessions", *SMALL, "--migrate-legacy")
+
+    assert "states split by field" in output
+    assert "no legacy blob is left: STORE_LEGACY_READS=0" in output
+    assert not sessions.client.hexists(state_key, "doc")
+    assert sessions.load("short", window=None) == expected

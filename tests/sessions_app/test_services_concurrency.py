@@ -15,7 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from robotperf.locks import LockHeld, exclusive
+from locks import LockHeld, exclusive
 from sessions_app import maintenance, services
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (

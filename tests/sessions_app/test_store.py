@@ -1,4 +1,5 @@
-"""The conversation store against the tests' real Redis database."""
+"""The conversation store against the tests' real Redis database: every test runs against the
+sync store and the async one (driven by an event loop of its own, see stores.py)."""
 
 import json
 import threading
@@ -16,7 +17,20 @@ from sessions_app.store import (
     SessionNotFound,
     StaleRevision,
     StoreUnavailable,
+    get_store,
 )
+from tests.sessions_app.stores import AsyncStoreFromThreads
+
+
+@pytest.fixture(params=["sync", "async"])
+def store(request):
+    if request.param == "sync":
+        yield get_store()
+        return
+    both = AsyncStoreFromThreads()
+    yield both
+    both.close()
+
 
 SCENARIO = {
     "scenario": [

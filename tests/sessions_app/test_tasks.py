@@ -11,8 +11,8 @@ from celery.contrib.testing.worker import start_worker
 from django.utils.module_loading import import_string
 from django_celery_beat.models import PeriodicTask
 
+from locks import exclusive
 from robotperf.celery import app
-from robotperf.locks import exclusive
 from sessions_app import tasks
 from sessions_app.models import ArchivedTurn
 from sessions_app.store import StoreUnavailable

@@ -75,3 +75,25 @@ def test_writes_are_traced(store, exporter):
         "encode",
         "redis",
     ]
+
+
+def test_a_call_that_fails_half_way_still_ends_its_spans(exporter, settings, caplog):
+    from sessions_app.store import StoreUnavailable, get_store
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "sessions": {
+            **settings.CACHES["sessions"],
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {**settings.CACHES["sessions"]["OPTIONS"], "SOCKET_CONNECT_TIMEOUT": 0.5},
+        },
+    }
+    exporter.flush()
+    exporter.clear()
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        get_store().load("c1")
+    exporter.flush()
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names.count("robot-v2.load-conversation") == 1
+    assert "redis" in names
+    assert "Failed to detach context" not in caplog.text

@@ -7,7 +7,7 @@ real run takes the scheduled task's lock, so the two never overlap.
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from robotperf.locks import LockHeld, LockUnavailable
+from locks import LockHeld, LockUnavailable
 from sessions_app.reports import as_json, compact_report_table
 from sessions_app.services import CompactionPolicy, compact_oversized, plan_compaction
 from sessions_app.store import StoreError

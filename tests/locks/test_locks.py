@@ -6,7 +6,7 @@ import time
 import pytest
 from django.conf import settings
 
-from robotperf.locks import LockHeld, LockUnavailable, exclusive
+from locks import LockHeld, LockUnavailable, exclusive
 
 
 def lock_key(name):

@@ -1,0 +1,104 @@
+"""The conversation store's JSON API for the robot service: one GET, one async store call.
+
+``GET <conversation_id>?window=20`` answers the session as ``load`` returns it (``window=all``:
+every turn) with a ``Server-Timing`` header of the load's phases; every error is JSON
+``{"error": ...}``: 400 bad input, 401 no or a wrong token (``ROBOTPERF_API``), 403 no token is
+configured outside DEBUG, 404 no such session, 405 not a GET, 500 the session cannot be read,
+503 Redis is unreachable.
+"""
+
+import itertools
+import logging
+import time
+from collections import defaultdict
+
+import orjson
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.csrf import csrf_exempt
+
+from sessions_app.store import CorruptSession, StoreUnavailable, get_async_store
+from sessions_app.tracing import recording_phases
+
+log = logging.getLogger(__name__)
+DEFAULT_WINDOW = 20
+
+
+@csrf_exempt  # it only reads; any other method gets the robot a JSON 405, not a CSRF page
+async def session(request, conversation_id):
+    started = time.perf_counter_ns()
+    with recording_phases() as calls:
+        response = await load_session(request, conversation_id)
+    response["Server-Timing"] = server_timing(calls, time.perf_counter_ns() - started)
+    return response
+
+
+async def load_session(request, conversation_id):
+    refused = check_token(request)
+    if refused is not None:
+        return refused
+    if request.method != "GET":
+        response = error(405, f"method {request.method} not allowed: GET a session")
+        response["Allow"] = "GET"
+        return response
+    try:
+        window = parse_window(request.GET.get("window"))
+        loaded = await get_async_store().load(conversation_id, window=window)
+        body = None if loaded is None else orjson.dumps(loaded)
+    except ValueError as e:
+        return error(400, str(e))
+    except StoreUnavailable as e:
+        log.warning("session API: %s", e)
+        return error(503, "the conversation store is unavailable, try again")
+    except CorruptSession as e:
+        # The message names a Redis key: operators read it in the log, the caller gets less.
+        log.error("session API: %s", e)
+        return error(500, "the stored session cannot be decoded")
+    except Exception:
+        # The robot service parses every answer as JSON, a failure included.
+        log.exception("session API: loading conversation %r failed", conversation_id)
+        return error(500, "internal error")
+    if body is None:
+        return error(404, f"conversation {conversation_id!r} does not exist")
+    return HttpResponse(body, content_type="application/json")
+
+
+def check_token(request):
+    """None when the caller may read sessions, else the error to answer."""
+    token = settings.ROBOTPERF_API["TOKEN"]
+    if not token:
+        return None if settings.DEBUG else error(403, "the session API is off: set API_TOKEN")
+    sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if not constant_time_compare(sent, token):
+        response = error(401, "send Authorization: Bearer <API_TOKEN>")
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    return None
+
+
+def parse_window(raw):
+    """The ``window`` query parameter: absent is the default, ``all`` every turn."""
+    if raw is None:
+        return DEFAULT_WINDOW
+    if raw == "all":
+        return None
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"window must be 'all' or an integer >= 0, got {raw!r}")
+    return int(raw)
+
+
+def server_timing(calls, total_ns):
+    """A Server-Timing value: each store phase's milliseconds, the store's, then the view's."""
+    phases, store = defaultdict(int), 0
+    for _, marks in calls:
+        for (phase, begin), (_, end) in itertools.pairwise(marks):
+            phases[phase] += end - begin
+        store += marks[-1][1] - marks[0][1]
+    entries = [*phases.items(), ("store", store)] if calls else []
+    entries.append(("app", total_ns))
+    return ", ".join(f"{name};dur={ns / 1e6:.3f}" for name, ns in entries)
+
+
+def error(status, message):
+    return JsonResponse({"error": message}, status=status)

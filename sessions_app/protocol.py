@@ -1,0 +1,91 @@
+"""What the store's core asks of Redis, and how a reply becomes the store's error.
+
+A request is a batch of Commands and Scripts, sent in one round trip, or an ArchiveRead. The
+argument checks shared by every call are here too.
+"""
+
+from typing import NamedTuple
+
+from sessions_app.exceptions import CorruptSession, StoreError
+
+# LRANGE takes a 64-bit index; no conversation has anywhere near this many turns.
+MAX_WINDOW = 2**53
+
+
+class Command(NamedTuple):
+    """A redis-py command: ``name(*args)``, reading or writing ``key`` (named in errors)."""
+
+    name: str
+    args: tuple
+    key: str | None = None
+
+
+class Script(NamedTuple):
+    """One of the Lua scripts of scripts.py, run with ``keys`` and ``args``."""
+
+    name: str
+    keys: list
+    args: list
+
+
+class ArchiveRead(NamedTuple):
+    """The archived turns of a conversation from ``from_seq`` on, oldest first."""
+
+    conversation_id: str
+    from_seq: int
+
+
+def check_window(window):
+    if window is None:
+        return None
+    if not isinstance(window, int) or isinstance(window, bool) or window < 0:
+        raise ValueError(f"window must be None or an integer >= 0, got {window!r}")
+    return min(window, MAX_WINDOW)
+
+
+def check_rev(expected_rev):
+    if not isinstance(expected_rev, int) or isinstance(expected_rev, bool):
+        raise TypeError(f"expected_rev must be an int, got {expected_rev!r}")
+    return expected_rev
+
+
+def int_field(key, name, raw):
+    """A state hash field read as an int; CorruptSession when it is not one."""
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise CorruptSession(key, f"field {name!r} is not an integer: {raw!r}") from None
+
+
+def script_error(error, keys):
+    """The store's error for a script's BADTYPE/BADFIELD reply (see lua/prelude.lua)."""
+    code, _, detail = str(error).partition(" ")
+    if code == "BADTYPE":
+        index, got = detail.split()[:2]
+        reason = f"holds a {got}, not what the store keeps there"
+        return CorruptSession(keys[int(index) - 1], reason)
+    if code == "BADFIELD":
+        return CorruptSession(keys[0], f"field {detail.split()[0]!r} is not an integer")
+    return error
+
+
+def ask(batch):
+    """Send ``batch``; its replies, an error reply raised as the store's error."""
+    replies = yield batch
+    return (yield from raise_for(replies, batch))
+
+
+def raise_for(replies, batch):
+    """``replies`` of ``batch``; the first error reply becomes the store's error, naming its
+    key (a WRONGTYPE costs one TYPE, to say what the key holds)."""
+    for reply, request in zip(replies, batch, strict=True):
+        if not isinstance(reply, Exception):
+            continue
+        if isinstance(request, Script):
+            raise script_error(reply, request.keys)
+        if str(reply).startswith("WRONGTYPE") and request.key:
+            (got,) = yield [Command("type", (request.key,))]
+            reason = f"holds a {got.decode()}, not what the store keeps there"
+            raise CorruptSession(request.key, reason)
+        raise StoreError(f"Redis refused {request.name}: {reply}")
+    return replies
