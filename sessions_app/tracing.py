@@ -17,6 +17,8 @@ _recorder = contextvars.ContextVar("robotperf_phase_recorder", default=None)
 
 
 class Phases:
+    """The phases of one call as child spans of its span."""
+
     __slots__ = ("_context", "_current")
 
     def __init__(self, parent):
@@ -36,35 +38,70 @@ class Phases:
             self._current = None
 
 
-@contextmanager
-def traced(name):
-    """A span ``name`` around the block; the block marks its phases by calling what it is given."""
-    with tracer.start_as_current_span(name) as parent:
-        calls = _recorder.get()
-        phases = Phases(parent) if calls is None else RecordingPhases(parent, name, calls)
-        try:
-            yield phases
-        finally:
-            phases.end()
+class NoPhases:
+    """Phases when no OpenTelemetry SDK is installed: spans would be thrown away, unmade."""
+
+    __slots__ = ()
+
+    def __call__(self, name):
+        pass
+
+    def end(self):
+        pass
 
 
-class RecordingPhases(Phases):
-    """Phases that also note when each one starts and when the last one ends."""
+NO_PHASES = NoPhases()
 
-    __slots__ = ("marks",)
 
-    def __init__(self, parent, name, calls):
-        super().__init__(parent)
+class RecordingPhases:
+    """Phases (spans or none) that also note when each one starts and when the last one ends."""
+
+    __slots__ = ("_inner", "marks")
+
+    def __init__(self, inner, name, calls):
+        self._inner = inner
         self.marks = []
         calls.append((name, self.marks))
 
     def __call__(self, name):
         self.marks.append((name, time.perf_counter_ns()))
-        super().__call__(name)
+        self._inner(name)
 
     def end(self):
-        super().end()
+        self._inner.end()
         self.marks.append((None, time.perf_counter_ns()))
+
+
+def _sdk_installed():
+    # Without an SDK the API hands out no-op spans, which still cost ~17 µs a call in context
+    # bookkeeping: a store call skips them. Checked per call, as an SDK may be set up later.
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+class traced:
+    """A span ``name`` around the block; the block marks its phases by calling what it is given."""
+
+    __slots__ = ("_name", "_phases", "_span")
+
+    def __init__(self, name):
+        self._name = name
+
+    def __enter__(self):
+        calls = _recorder.get()
+        if _sdk_installed():
+            self._span = tracer.start_as_current_span(self._name)
+            phases = Phases(self._span.__enter__())
+        else:
+            self._span, phases = None, NO_PHASES
+        self._phases = phases if calls is None else RecordingPhases(phases, self._name, calls)
+        return self._phases
+
+    def __exit__(self, *exc_info):
+        self._phases.end()
+        if self._span is not None:
+            return self._span.__exit__(*exc_info)
+        return None
 
 
 @contextmanager
