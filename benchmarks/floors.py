@@ -21,6 +21,7 @@ import redis.connection
 from django.conf import settings
 
 from sessions_app import keys as fields
+from sessions_app import scripts
 from sessions_app.codec import split_turn_item
 from sessions_app.store import ConversationStore
 
@@ -101,11 +102,24 @@ def write_calls(store, cid, turn, fast):
     return {
         "append": (lambda: store.append_turns(cid, [turn]), fast),
         "append_floor": (append_floor, fast),
+        "append_script": (append_script(store, cid, turn), fast),
         "update_record": (record, fast),
         "update_record_floor": (record_floor, fast),
         "update_status": (status, fast),
         "update_status_floor": (status_floor, fast),
     }
+
+
+def append_script(store, cid, turn):
+    """The store's append script alone, run by redis-py (no index update, no store code):
+    what an append costs in Redis beyond a PING."""
+    client = store.client
+    sha = client.script_load(scripts.source("append"))
+    keys = (store.keys.state(cid), store.keys.turns(cid))
+    args = (*keys, store.ttl, store.codec.encode(turn))
+    if client.evalsha(sha, len(keys), *args)[0] != 0:
+        raise RuntimeError("the append script's reply is not what floors.py expects")
+    return lambda: client.evalsha(sha, len(keys), *args)
 
 
 @contextmanager
