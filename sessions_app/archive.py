@@ -79,10 +79,16 @@ def _turn_time(turn):
     value = next((turn[k] for k in ("created_at", "time", "timestamp") if turn.get(k)), None)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, tz=UTC)
-    try:
-        moment = parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:
+    if not isinstance(value, str):
         return None
+    try:
+        # fromisoformat reads what the robot writes, several times faster than parse_datetime.
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            moment = parse_datetime(value)
+        except ValueError:
+            return None
     if moment is not None and timezone.is_naive(moment):
         return timezone.make_aware(moment, UTC)
     return moment

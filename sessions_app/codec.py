@@ -157,6 +157,13 @@ class Codec:
         except CompressorError as e:
             raise CodecError(str(e)) from e
 
+    def may_change(self, raw):
+        """Whether encoding ``raw``'s value again could give other bytes: it is compressed, or
+        long enough to be (the serializer writes a value it wrote the same way again)."""
+        return raw.startswith((LZ4_MAGIC, ZSTD_MAGIC)) or len(raw) >= getattr(
+            self.compressor, "min_length", 0
+        )
+
 
 # A turn is stored as its seq in decimal, a bar, and its codec bytes. The write scripts build
 # the same item (lua/prelude.lua push_turns) and trim_remove.lua reads its seq back.

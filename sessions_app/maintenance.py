@@ -244,15 +244,6 @@ def next_seq(store, conversation_id):
     return int_field(state_key, fields.SEQ, seq)
 
 
-def check_state(store, conversation_id):
-    """Raise CorruptSession unless the state decodes (SessionNotFound: there is none)."""
-    state_key, _ = _conversation(store, conversation_id)
-    (state,) = store.ask([Command("hgetall", (state_key,), state_key)])
-    if not state:
-        raise SessionNotFound(conversation_id)
-    store.core.decode_state(state_key, state)
-
-
 def trim_candidates(store, conversation_id, *, keep, pinned, batch, below):
     """Up to ``batch`` decoded turns, each with a seq under ``below``, that trimming to
     ``keep`` (after the first ``pinned``) would move."""
@@ -281,12 +272,13 @@ def remove_archived(store, conversation_id, seqs, *, pinned):
     return removed, freed
 
 
-def reencode(store, conversation_id):
-    """Re-encode the state fields and the turns with the current codec; bytes saved."""
+def reencode_state(store, conversation_id):
+    """Re-encode the state fields with the current codec; bytes saved.
+
+    Decodes every field first: CorruptSession, with nothing changed, when one does not decode.
+    """
     keys = _conversation(store, conversation_id)
-    state, items = store.ask(
-        [Command("hgetall", (keys[0],), keys[0]), Command("lrange", (keys[1], 0, -1), keys[1])]
-    )
+    (state,) = store.ask([Command("hgetall", (keys[0],), keys[0])])
     if not state:
         raise SessionNotFound(conversation_id)
     prefix = fields.STATE_PREFIX.encode()
@@ -296,15 +288,32 @@ def reencode(store, conversation_id):
             new = store.codec.encode(store.core.decode_value(keys[0], raw))
             if new != raw:
                 changed += [name, raw, new]
-    args = [len(changed) // 3, *changed]
+    return _swap(store, conversation_id, [len(changed) // 3, *changed])
+
+
+def reencode_turns(store, conversation_id):
+    """Re-encode the turns in Redis with the current codec; bytes saved.
+
+    A turn stored as it is and too short to compress would come out the same: it is skipped
+    without being decoded.
+    """
+    keys = _conversation(store, conversation_id)
+    (items,) = store.ask([Command("lrange", (keys[1], 0, -1), keys[1])])
+    args = [0]
     for item in items:
+        if not store.codec.may_change(item.partition(b"|")[2]):
+            continue
         turn = store.core.decode_turn(keys[1], item)
         new_item = turn_item(turn["seq"], store.core.encode_turns([turn])[0])
         if new_item != item:
             args += [item, new_item]
+    return _swap(store, conversation_id, args)
+
+
+def _swap(store, conversation_id, args):
     if args == [0]:
         return 0
-    (delta,) = store.ask([Script("reencode", keys, args)])
+    (delta,) = store.ask([Script("reencode", _conversation(store, conversation_id), args)])
     _move_index(store, conversation_id, delta)
     return -delta
 

@@ -117,9 +117,9 @@ def _compact(store, policy, size):
     conversation_id = size.conversation_id
     if policy.is_idle(size, time.time()):
         return archive_idle(store, conversation_id)
-    # Nothing moves before the state is known to decode: a session that cannot be re-encoded
-    # is reported as corrupt with all of it still in Redis.
-    maintenance.check_state(store, conversation_id)
+    # Nothing moves before the state is known to decode (re-encoding it decodes every field):
+    # a session that cannot be re-encoded is reported as corrupt with all of it still in Redis.
+    saved = maintenance.reencode_state(store, conversation_id)
     trimmed = TrimResult(conversation_id=conversation_id, turns_archived=0, bytes_freed=0)
     if policy.is_oversized(size):
         trimmed = _trim(
@@ -129,7 +129,7 @@ def _compact(store, policy, size):
             pinned=policy.pinned,
             batch=policy.batch_size,
         )
-    saved = maintenance.reencode(store, conversation_id)
+    saved += maintenance.reencode_turns(store, conversation_id)
     actions = {
         (False, False): Action.UNCHANGED,
         (True, False): Action.TRIMMED,

@@ -739,3 +739,20 @@ def test_redis_stopped_mid_compaction_stops_it_with_the_stores_error(private_red
         compact_oversized(policy())
 
     assert ArchivedTurn.objects.count() == 7, "what was copied before Redis died is kept"
+
+
+def test_re_encoding_skips_turns_that_cannot_change_and_swaps_those_that_can(store, redis_client):
+    save_session(store, "c1", turns=3)
+    turns_key = store.keys.turns("c1")
+    long_turn = {"role": "user", "content": "a compressible turn " * 400}
+    # Written uncompressed, as a store without the compressor would have.
+    redis_client.rpush(turns_key, b"3|" + orjson.dumps(long_turn))
+    redis_client.hset(store.keys.state("c1"), "seq", 4)
+    before = redis_client.lrange(turns_key, 0, 2)
+
+    saved = maintenance.reencode_turns(store, "c1")
+
+    assert saved > 0
+    assert redis_client.lrange(turns_key, 0, 2) == before
+    assert redis_client.lindex(turns_key, 3).startswith(b"3|" + LZ4_MAGIC)
+    assert store.load("c1", window=1)["history"] == [{**long_turn, "seq": 3}]
