@@ -15,6 +15,10 @@ local function number_field(value, name)
   if n == nil or n ~= math.floor(n) then error({err = 'BADFIELD ' .. name}) end
   return n
 end
+local function add_field(fields, name, value)
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
+end
 local function refresh_ttl(ttl)
   if ttl > 0 then
     redis.call('EXPIRE', KEYS[1], ttl)

@@ -17,19 +17,15 @@ redis.call('DEL', KEYS[1], KEYS[2])
 local n = tonumber(ARGV[5])
 local fields, size = {F.rev, rev, F.archived, archived}, 0
 for i = 6, 5 + 2 * n, 2 do
-  fields[#fields + 1] = ARGV[i]
-  fields[#fields + 1] = ARGV[i + 1]
+  add_field(fields, ARGV[i], ARGV[i + 1])
   size = size + #ARGV[i + 1]
 end
 if ARGV[3] ~= '' then
-  fields[#fields + 1] = F.cfg
-  fields[#fields + 1] = ARGV[3]
+  add_field(fields, F.cfg, ARGV[3])
 end
 local seq, added = push_turns(KEYS[2], first, ARGV, 6 + 2 * n)
-fields[#fields + 1] = F.seq
-fields[#fields + 1] = seq
-fields[#fields + 1] = F.bytes
-fields[#fields + 1] = size + added
+add_field(fields, F.seq, seq)
+add_field(fields, F.bytes, size + added)
 redis.call('HSET', KEYS[1], unpack(fields))
 refresh_ttl(tonumber(ARGV[1]))
 return {0, rev, first, before, size + added, exists and 0 or 1}

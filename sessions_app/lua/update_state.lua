@@ -14,8 +14,7 @@ if rev ~= tonumber(ARGV[2]) then return {2, rev} end
 local n, delta, fields, given = tonumber(ARGV[5]), 0, {}, {}
 for i = 6, 5 + 2 * n, 2 do
   delta = delta + #ARGV[i + 1] - redis.call('HSTRLEN', KEYS[1], ARGV[i])
-  fields[#fields + 1] = ARGV[i]
-  fields[#fields + 1] = ARGV[i + 1]
+  add_field(fields, ARGV[i], ARGV[i + 1])
   given[ARGV[i]] = true
 end
 if ARGV[4] == '1' then
@@ -28,14 +27,11 @@ if ARGV[4] == '1' then
   end
 end
 if ARGV[3] ~= '' then
-  fields[#fields + 1] = F.cfg
-  fields[#fields + 1] = ARGV[3]
+  add_field(fields, F.cfg, ARGV[3])
 end
 local seq, added = push_turns(KEYS[2], first, ARGV, 6 + 2 * n)
-fields[#fields + 1] = F.rev
-fields[#fields + 1] = rev + 1
-fields[#fields + 1] = F.seq
-fields[#fields + 1] = seq
+add_field(fields, F.rev, rev + 1)
+add_field(fields, F.seq, seq)
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('HINCRBY', KEYS[1], F.bytes, delta + added)
 refresh_ttl(tonumber(ARGV[1]))

@@ -3,6 +3,7 @@
 import asyncio
 
 from robotperf.asgi import application
+from tests.asgi import http_request
 
 
 async def run_lifespan(messages):
@@ -32,33 +33,5 @@ def test_lifespan_shutdown_closes_the_loops_session(phoneme_client):
 
 
 def test_http_requests_still_reach_django(db):
-    async def main():
-        sent, requests = [], [{"type": "http.request", "body": b"", "more_body": False}]
-
-        async def receive():
-            if requests:
-                return requests.pop()
-            await asyncio.Event().wait()  # the client stays connected
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/admin/login/",
-            "query_string": b"",
-            "headers": [(b"host", b"127.0.0.1")],
-            "server": ("127.0.0.1", 8000),
-            "client": ("127.0.0.1", 50000),
-            "scheme": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "root_path": "",
-        }
-        await application(scope, receive, send)
-        return sent
-
-    sent = asyncio.run(main())
-    assert sent[0]["type"] == "http.response.start"
-    assert sent[0]["status"] == 200
+    status, _, _ = asyncio.run(http_request("/admin/login/"))
+    assert status == 200

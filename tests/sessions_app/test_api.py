@@ -10,6 +10,7 @@ import pytest
 from robotperf.asgi import application
 from sessions_app import services
 from sessions_app.store import AsyncConversationStore, get_async_store, get_store
+from tests.asgi import http_request
 from tests.sessions_app.factories import save_session
 
 PHASES = ("redis", "decode", "assemble")
@@ -24,35 +25,9 @@ def api_token(settings):
 
 
 async def request(path, *, query="", method="GET", token=TOKEN):
-    """(status, headers, body) of one request to the ASGI application."""
-    sent, inbox = [], [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive():
-        if inbox:
-            return inbox.pop()
-        await asyncio.Event().wait()  # the client stays connected
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "query_string": query.encode(),
-        "headers": [(b"host", b"127.0.0.1")]
-        + ([(b"authorization", f"Bearer {token}".encode())] if token else []),
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "root_path": "",
-    }
-    await application(scope, receive, send)
-    start, *chunks = sent
-    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
-    return start["status"], headers, b"".join(chunk.get("body", b"") for chunk in chunks)
+    """(status, headers, body) of one request to the ASGI application, with the token."""
+    auth = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    return await http_request(path, method=method, query=query, headers=auth)
 
 
 def get(path, **kwargs):
