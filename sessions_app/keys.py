@@ -83,14 +83,6 @@ class KeyLayout:
         return f"{self.prefix}:conv:*:state"
 
     @property
-    def bot_config_prefix(self):
-        return self.bot_config("")
-
-    @property
-    def bot_config_pattern(self):
-        return self.bot_config("*")
-
-    @property
     def legacy_pattern(self):
         return self.legacy_format.format(cid="*")
 
