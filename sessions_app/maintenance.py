@@ -27,6 +27,8 @@ class SessionSize(NamedTuple):
     exists: bool
     corrupt: CorruptSession | None = None
     """Why its keys cannot be read, when they cannot."""
+    next_seq: int = 0
+    """The seq its next turn gets, when it was read."""
 
 
 class Snapshot(NamedTuple):
@@ -68,7 +70,8 @@ def session_sizes(store, conversation_ids):
         return []
     batch = []
     for cid in conversation_ids:
-        batch.append(Command("hget", (store.keys.state(cid), fields.BYTES), store.keys.state(cid)))
+        state_key = store.keys.state(cid)
+        batch.append(Command("hmget", (state_key, fields.BYTES, fields.SEQ), state_key))
         batch.append(Command("llen", (store.keys.turns(cid),), store.keys.turns(cid)))
     batch.append(Command("zmscore", (store.keys.index_seen, conversation_ids)))
     *replies, seen = store.execute(batch)
@@ -81,12 +84,14 @@ def session_sizes(store, conversation_ids):
 
 def _session_size(store, batch, i, cid, replies, seen):
     try:
-        size, turns = store.raise_for(replies[2 * i : 2 * i + 2], batch[2 * i : 2 * i + 2])
+        (size, seq), turns = store.raise_for(replies[2 * i : 2 * i + 2], batch[2 * i : 2 * i + 2])
         exists = size is not None
-        size = int_field(store.keys.state(cid), fields.BYTES, size) if exists else 0
+        state_key = store.keys.state(cid)
+        size = int_field(state_key, fields.BYTES, size) if exists else 0
+        seq = int_field(state_key, fields.SEQ, seq) if exists else 0
     except CorruptSession as e:
         return SessionSize(cid, 0, 0, seen, True, e)
-    return SessionSize(cid, size, turns, seen, exists)
+    return SessionSize(cid, size, turns, seen, exists, next_seq=seq)
 
 
 def scan_index(store, cursor=0, *, batch=500):

@@ -72,10 +72,12 @@ def trim_history(
         return _trim(get_store(), conversation_id, keep=keep, pinned=pinned, batch=batch_size)
 
 
-def _trim(store, conversation_id, *, keep, pinned, batch):
-    # Turns appended after the trim started are left to the next one: a busy session would
-    # otherwise keep it running for as long as the appends go on.
-    below = maintenance.next_seq(store, conversation_id) - keep
+def _trim(store, conversation_id, *, keep, pinned, batch, next_seq=None):
+    # Turns appended after the trim started (or after ``next_seq`` was read) are left to the
+    # next one: a busy session would otherwise keep it running while the appends go on.
+    if next_seq is None:
+        next_seq = maintenance.next_seq(store, conversation_id)
+    below = next_seq - keep
     archived = freed = 0
     try:
         while turns := maintenance.trim_candidates(
@@ -128,6 +130,7 @@ def _compact(store, policy, size):
             keep=policy.keep_turns,
             pinned=policy.pinned,
             batch=policy.batch_size,
+            next_seq=size.next_seq,
         )
     saved += maintenance.reencode_turns(store, conversation_id)
     actions = {
