@@ -10,8 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from sessions_app import maintenance
-from sessions_app.codec import CodecError
-from sessions_app.exceptions import SessionNotFound
+from sessions_app.exceptions import CorruptSession, SessionNotFound
 from sessions_app.keys import ARCHIVED, BYTES, CFG, DOC, REV, SEQ, STATE_PREFIX
 
 LAST_TURNS = 50
@@ -210,9 +209,9 @@ def _row(store, cid, fields, turns, ttl, legacy, *, seen):
         return SessionRow(conversation_id=cid, layout="gone", key=key, seen=seen)
     common = {"conversation_id": cid, "key": key, "turns": turns, "ttl": ttl, "seen": seen}
     try:
-        state = _state(store, fields)
+        state, _ = store.core.decode_state(key, fields)
         size, archived = int(fields[BYTES.encode()]), int(fields.get(ARCHIVED.encode(), 0))
-    except (KeyError, TypeError, ValueError) as e:  # CodecError is a ValueError
+    except (CorruptSession, KeyError, ValueError) as e:
         raw = sum(map(len, fields.values()))
         return SessionRow(**common, layout="undecodable", bytes=raw, problem=_reason(e))
     return SessionRow(
@@ -223,15 +222,6 @@ def _row(store, cid, fields, turns, ttl, legacy, *, seen):
         archived=archived,
         bytes=size,
     )
-
-
-def _state(store, fields):
-    """The state of a state hash: its one ``doc`` (the first layout) and its per-key fields."""
-    state = _decode_state(store, fields[DOC_FIELD]) if DOC_FIELD in fields else {}
-    for name, raw in fields.items():
-        if name.startswith(PREFIX):
-            state[name[len(PREFIX) :].decode()] = _decode(store, raw)
-    return state
 
 
 def _stored_sizes(fields):
@@ -298,9 +288,10 @@ def session_parts(store, conversation_id, *, last=LAST_TURNS):
         parts.bytes = int(fields[BYTES.encode()])
         parts.rev, parts.next_seq = int(fields[REV.encode()]), int(fields[SEQ.encode()])
         parts.archived = int(fields.get(ARCHIVED.encode(), 0))
-        state = _state(store, fields)
-        parts.last_turns = [_decode_turn(store, item) for item in items]
-    except (KeyError, ValueError, TypeError) as e:  # CodecError is a ValueError
+        state, _ = store.core.decode_state(state_key, fields)
+        turns_key = keys.turns(conversation_id)
+        parts.last_turns = [store.core.decode_turn(turns_key, item) for item in items]
+    except (CorruptSession, KeyError, ValueError) as e:
         parts.layout, parts.problem = "undecodable", _reason(e)
         parts.bytes = sum(map(len, fields.values()))
         return parts
@@ -329,8 +320,8 @@ def _legacy_parts(store, conversation_id, *, last):
         ttl=None if ttl < 0 else ttl,
     )
     try:
-        session = _decode_state(store, raw)
-    except CodecError as e:
+        session = store.core.decode_object(key, raw)
+    except CorruptSession as e:
         parts.layout, parts.problem = "undecodable", str(e)
         return parts
     history = session.pop("history", None) or []
@@ -377,24 +368,6 @@ def _measure_state(store, parts, state, stored=None):
 
 def _largest(pairs):
     return sorted(((str(k), n) for k, n in pairs), key=lambda pair: -pair[1])
-
-
-def _decode(store, raw):
-    return store.codec.decode(raw)
-
-
-def _decode_state(store, raw):
-    value = store.codec.decode(raw)
-    if not isinstance(value, dict):
-        raise CodecError(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _decode_turn(store, item):
-    seq, sep, payload = item.partition(b"|")
-    if not sep or not seq.isdigit():
-        raise CodecError("a turn is missing its sequence number")
-    return {**_decode_state(store, payload), "seq": int(seq)}
 
 
 def legacy_blob(store, conversation_id):
