@@ -60,7 +60,7 @@ def safe_url(url):
 
 
 class _Store:
-    """What both stores share: the core, and the public calls as the core's operations."""
+    """What both stores share: the core and its options, and how a request is queued."""
 
     def __init__(
         self,

@@ -20,15 +20,19 @@ if LOCK_TIMEOUT <= TIME_LIMIT:
     raise ImproperlyConfigured("COMPACTION_LOCK_TIMEOUT must be longer than COMPACTION_TIME_LIMIT")
 
 
-@shared_task(
-    acks_late=True,  # idempotent: a run redelivered after a crash repeats nothing harmful
-    soft_time_limit=TIME_LIMIT * 0.9,
-    time_limit=TIME_LIMIT,
-    autoretry_for=(redis.ConnectionError, StoreUnavailable),
-    retry_backoff=True,
-    retry_jitter=False,  # a jittered countdown of 0 can race the failed attempt's RETRY state
-    max_retries=3,
-)
+# Both jobs: bounded in time, retried on a lost Redis only.
+JOB_OPTIONS = {
+    "soft_time_limit": TIME_LIMIT * 0.9,
+    "time_limit": TIME_LIMIT,
+    "autoretry_for": (redis.ConnectionError, StoreUnavailable),
+    "retry_backoff": True,
+    "retry_jitter": False,  # a jittered countdown of 0 can race the failed attempt's RETRY state
+    "max_retries": 3,
+}
+
+
+# Idempotent: a run redelivered after a crash repeats nothing harmful.
+@shared_task(acks_late=True, **JOB_OPTIONS)
 def compact_oversized_sessions():
     """Compact the oversized sessions with the policy in settings; the report as a dict."""
     try:
@@ -37,14 +41,7 @@ def compact_oversized_sessions():
         return {"skipped": "already running"}
 
 
-@shared_task(
-    soft_time_limit=TIME_LIMIT * 0.9,
-    time_limit=TIME_LIMIT,
-    autoretry_for=(redis.ConnectionError, StoreUnavailable),
-    retry_backoff=True,
-    retry_jitter=False,  # a jittered countdown of 0 can race the failed attempt's RETRY state
-    max_retries=3,
-)
+@shared_task(**JOB_OPTIONS)
 def count_sessions_for_admin():
     """Recount every session for the admin's dashboard and list filters (census.py).
 
