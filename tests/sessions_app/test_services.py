@@ -4,13 +4,10 @@ Also `store.load(window=None)` reading the archive, which these services fill.
 """
 
 import json
-import socket
-import subprocess
 import time
 
 import orjson
 import pytest
-import redis
 from django.db import DatabaseError
 
 from sessions_app import archive, maintenance
@@ -36,6 +33,7 @@ from sessions_app.store import (
     StoreUnavailable,
     get_store,
 )
+from tests.redis_servers import RedisServer
 from tests.sessions_app.factories import make_turn, save_session
 
 pytestmark = pytest.mark.django_db
@@ -696,31 +694,13 @@ def test_a_database_failure_is_reported_and_the_others_go_on(store, monkeypatch)
 @pytest.fixture
 def private_redis(settings, tmp_path):
     """A Redis server of this test's own, which the test may stop; the store points at it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(50):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
+    server = RedisServer(tmp_path).start()
     settings.CACHES = {
         **settings.CACHES,
-        "sessions": {**settings.CACHES["sessions"], "LOCATION": url},
+        "sessions": {**settings.CACHES["sessions"], "LOCATION": server.url},
     }
     yield server
     server.kill()
-    server.wait()
 
 
 def test_redis_stopped_mid_compaction_stops_it_with_the_stores_error(private_redis, monkeypatch):
@@ -732,7 +712,6 @@ def test_redis_stopped_mid_compaction_stops_it_with_the_stores_error(private_red
     def archive_then_redis_dies(**kwargs):
         real_archive(**kwargs)
         private_redis.kill()
-        private_redis.wait()
 
     monkeypatch.setattr(archive, "archive_turns", archive_then_redis_dies)
     with pytest.raises(StoreUnavailable, match="is unreachable"):
