@@ -102,6 +102,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             histogram=charts.histogram(data.histogram),
             policy=CompactionPolicy.from_settings(),
             can_compact=self.has_compact_permission(request),
+            health=data,
         )
 
     def changelist_view(self, request, extra_context=None):
@@ -116,6 +117,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             query=query,
             actions=self._bulk_actions(request),
             links=_ListLinks(request, query, page),
+            health=page,
         )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -138,6 +140,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             can_trim=self.has_trim_permission(request),
             can_compact=self.has_compact_permission(request),
             can_delete=self.has_delete_permission(request),
+            health=detail,
         )
 
     def profile_view(self, request, object_id):

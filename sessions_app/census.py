@@ -6,13 +6,16 @@ inline when its census is stale. Page views only read it; operations re-count wh
 """
 
 import itertools
+import logging
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import orjson
+import redis
 
+from sessions_app import indexes
 from sessions_app.exceptions import StoreError
 from sessions_app.keys import BYTES, CFG
 from sessions_app.maintenance import SessionSize
@@ -24,6 +27,9 @@ INLINE_LIMIT = 20_000
 BATCH = 1000
 NO_BOT = "(no bot_config)"
 UNREADABLE = "(unreadable)"
+# Redis refused the census's own writes for memory: the page shows the census it has.
+FULL = (redis.exceptions.OutOfMemoryError, redis.exceptions.ExecAbortError)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,30 +64,65 @@ def current(store, policy, *, now=None, max_age=MAX_AGE, inline_limit=INLINE_LIM
     now = time.time() if now is None else now
     if census is not None and not census.stale and census.built_at > now - max_age:
         return census
-    if store.client.zcard(store.keys.index_bytes) <= inline_limit:
-        return build(store, policy)
+    pipe = store.client.pipeline(transaction=False)
+    (count,) = pipe.zcard(store.keys.index_bytes).execute(raise_on_error=False)
+    # An index of another type says nothing of the store's size: left to the beat job.
+    if isinstance(count, int) and count <= inline_limit:
+        try:
+            return build(store, policy)
+        except FULL as e:
+            log.warning("census not recounted: %s", e)
     return census
 
 
 def read(store):
+    """The census in Redis; None when there is none, or none this code can read (it is then
+    counted again, and replaced, as a missing one is)."""
     summary, stale = store.client.mget(store.keys.census("summary"), store.keys.census("stale"))
     if summary is None:
         return None
-    data = orjson.loads(summary)
-    bots = [BotTotal(**bot) for bot in data.pop("bots")]
-    return Census(**data, bots=bots, stale=stale is not None)
+    try:
+        data = orjson.loads(summary)
+        bots = [_checked(BotTotal, bot) for bot in data.pop("bots")]
+        return _checked(Census, {**data, "bots": bots, "stale": stale is not None})
+    except (orjson.JSONDecodeError, AttributeError, TypeError) as e:
+        log.warning("census summary %s unreadable, counted again: %s", summary[:100], e)
+        return None
+
+
+def _checked(cls, data):
+    """``cls(**data)``; TypeError unless each of its str, int and float fields holds one."""
+    value = cls(**data)
+    kinds = {str: str, int: int, float: int | float, bool: bool}
+    for field in fields(cls):
+        if field.type in kinds and not isinstance(getattr(value, field.name), kinds[field.type]):
+            raise TypeError(f"{cls.__name__}.{field.name} is {getattr(value, field.name)!r}")
+    return value
 
 
 def build(store, policy):
     """Count every session of the bytes index, and swap the new sets in at once."""
+    building = {}  # set name (turns, oversized, a bot_config digest) -> key being built
+    try:
+        census = _count(store, policy, building)
+        _swap_in(store, census, building)
+    except FULL:
+        # Redis refused a write for memory; it still takes deletes: nothing is left half-built.
+        if building:
+            store.client.delete(*building.values())
+        raise
+    return census
+
+
+def _count(store, policy, building):
     started = time.monotonic()
     keys, client = store.keys, store.client
     token = uuid.uuid4().hex
-    building = {}  # set name (turns, oversized, a bot_config digest) -> key being built
-    cids = [member.decode() for member in client.zrange(keys.index_bytes, 0, -1)]
+    entries, bad = indexes.all_entries(store)
     groups = defaultdict(lambda: [0, 0, None])  # digest -> sessions, bytes, a sample id
-    sessions = total = oversized = broken = 0
-    for chunk in itertools.batched(cids, BATCH):
+    sessions = total = oversized = 0
+    broken = len(bad)  # members that name no session
+    for chunk in itertools.batched([cid for cid, _ in entries], BATCH):
         ids, turns_of, oversized_of, by_bot = {}, {}, {}, defaultdict(dict)
         for cid, digest, turns, size in _read(store, chunk):
             ids[cid] = 0  # one score: ordered by id, for the list's search by prefix
@@ -111,7 +152,7 @@ def build(store, policy):
         BotTotal(digest=digest, bot_id=bot_name(store, digest, sample), sessions=n, bytes=size)
         for digest, (n, size, sample) in sorted(groups.items(), key=lambda g: -g[1][1])
     ]
-    census = Census(
+    return Census(
         built_at=time.time(),
         seconds=round(time.monotonic() - started, 3),
         sessions=sessions,
@@ -121,8 +162,6 @@ def build(store, policy):
         legacy=_count_legacy(store),
         bots=bots,
     )
-    _swap_in(store, census, building)
-    return census
 
 
 def touch(store, policy, conversation_ids):
@@ -142,7 +181,7 @@ def touch(store, policy, conversation_ids):
         if size < 0:
             pipe.zrem(keys.census("turns"), cid)
             pipe.zrem(keys.census("oversized"), cid)
-            if store.client.zscore(keys.index_bytes, cid) is None:
+            if not store.client.exists(keys.state(cid)):
                 pipe.zrem(keys.census("ids"), cid)
             continue
         pipe.zadd(keys.census("ids"), {cid: 0})
@@ -153,7 +192,11 @@ def touch(store, policy, conversation_ids):
         else:
             pipe.zrem(keys.census("oversized"), cid)
     pipe.set(keys.census("stale"), 1)
-    pipe.execute()
+    # What was done is done: a census key that refuses (Redis full, another type) waits for
+    # the next count, which replaces every census key.
+    failed = [reply for reply in pipe.execute(raise_on_error=False) if isinstance(reply, Exception)]
+    if failed:
+        log.warning("census not re-counted for %s: %s", conversation_ids, failed[0])
 
 
 def _size(cid, size, turns):
@@ -170,22 +213,33 @@ def _read(store, conversation_ids):
             pipe.llen(store.keys.turns(cid))
         replies = pipe.execute(raise_on_error=False)
         for i, cid in enumerate(chunk):
-            fields, turns = replies[2 * i], replies[2 * i + 1]
-            if isinstance(fields, Exception) or isinstance(turns, Exception) or not fields[1]:
-                yield cid, "", -1, -1
-                continue
-            size = int(fields[1]) if fields[1].isdigit() else -1
-            yield cid, (fields[0] or b"").decode(), turns, size
+            yield cid, *_counted(replies[2 * i], replies[2 * i + 1])
+
+
+def _counted(fields, turns):
+    """(digest, turns, bytes) of one session's replies; "", -1, -1 if they are no session's."""
+    if isinstance(fields, Exception) or isinstance(turns, Exception) or not fields[1]:
+        return "", -1, -1
+    digest, size = fields
+    try:
+        return (digest or b"").decode(), turns, int(size) if size.isdigit() else -1
+    except UnicodeDecodeError:  # a digest that is no text: a corrupt state
+        return "", -1, -1
 
 
 def bot_name(store, digest, conversation_id):
     """What to call the sessions of a bot_config: the ``bot_id`` of one of them."""
-    if not digest:
-        return NO_BOT
     try:
-        session = store.load(conversation_id, window=0)
+        return bot_of(store, digest, conversation_id)
     except StoreError:
         return UNREADABLE
+
+
+def bot_of(store, digest, conversation_id):
+    """``bot_name``, or the StoreError that keeps it from being read."""
+    if not digest:
+        return NO_BOT
+    session = store.load(conversation_id, window=0)
     return str(session.get("bot_id", NO_BOT)) if session else NO_BOT
 
 
@@ -200,10 +254,13 @@ def _swap_in(store, census, building):
     old = read(store)
     final = {name: keys.census(name) for name in ("ids", "turns", "oversized")}
     final |= {bot.digest: keys.census_bot(bot.digest) for bot in census.bots}
+    if old is not None:
+        left = [keys.census_bot(bot.digest) for bot in old.bots]
+    else:  # none, or none readable: the sets of bots that left are found by their name
+        left = [key.decode() for key in store.client.scan_iter(match=keys.census_bot("*"))]
     pipe = store.client.pipeline(transaction=True)
-    for bot in old.bots if old else []:
-        if bot.digest not in final:
-            pipe.delete(keys.census_bot(bot.digest))
+    for key in set(left) - set(final.values()):
+        pipe.delete(key)
     for name, key in final.items():
         if name in building:
             pipe.rename(building[name], key)

@@ -118,6 +118,9 @@ class CompactReport:
     """{conversation_id, reason}: corrupt (with its key), busy, or written meanwhile."""
     missing: list[str] = field(default_factory=list)
     """Named conversations that do not exist."""
+    bad_entries: list[dict] = field(default_factory=list)
+    """{entry, key, reason}: index entries that name no session or hold no size or time, and
+    indexes of another type; reported and left as they are (`--rebuild-indexes` replaces them)."""
     failed: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -137,6 +140,9 @@ class CompactReport:
         # A trim stopped by a corrupt turn has moved the batches before it: count them.
         self.turns_archived += getattr(error, "turns_archived", 0)
         self.skipped.append(entry)
+
+    def bad_entry(self, entry, error):
+        self.bad_entries.append({"entry": entry, "key": error.key, "reason": str(error)})
 
     def as_dict(self):
         return asdict(self)

@@ -30,6 +30,7 @@ from sessions_app.protocol import (
     check_window,
     int_field,
     raise_for,
+    text_field,
 )
 from sessions_app.tracing import traced
 
@@ -107,13 +108,12 @@ class StoreCore:
         prefix = fields.STATE_PREFIX.encode()
         sizes = {name: len(raw) for name, raw in state.items() if name.startswith(prefix)}
         digest = state.get(fields.CFG.encode())
-        digest = digest and digest.decode()
+        digest = digest and text_field(key, f"field {fields.CFG!r}", digest)
         doc = state.get(fields.DOC.encode())
         if doc is not None:
             return self.decode_object(key, doc), Shape(rev, seq, {}, digest)
-        session = {
-            name[len(prefix) :].decode(): self.decode_value(key, state[name]) for name in sizes
-        }
+        names = {name: text_field(key, "a state field name", name[len(prefix) :]) for name in sizes}
+        session = {names[name]: self.decode_value(key, state[name]) for name in sizes}
         return session, Shape(rev, seq, sizes, digest)
 
     def decode_value(self, key, raw):

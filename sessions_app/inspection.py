@@ -1,5 +1,6 @@
-"""Redis reads for the sessions admin: pages of the index ZSETs, the rows of a page, the parts of
-one session, and a session written out as the old robot's single JSON blob.
+"""Redis reads for the sessions admin: the rows of a page, the parts of one session, and a
+session written out as the old robot's single JSON blob (the pages of the index sorted sets
+themselves are read by indexes.py).
 
 Each takes the store and reads through pipelines: a page costs a few round trips whatever the
 number of sessions, and decodes only the sessions it shows. Keys come from `store.keys` only.
@@ -9,35 +10,19 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from sessions_app import maintenance
+from sessions_app import indexes, legacy, maintenance
 from sessions_app.exceptions import CorruptSession, SessionNotFound
-from sessions_app.keys import ARCHIVED, BYTES, CFG, DOC, REV, SEQ, STATE_PREFIX
+from sessions_app.keys import ARCHIVED, BYTES, DOC, STATE_PREFIX
+from sessions_app.protocol import Command, int_field
 
 LAST_TURNS = 50
 DOC_FIELD, PREFIX = DOC.encode(), STATE_PREFIX.encode()
 
 
 @dataclass(frozen=True, kw_only=True)
-class IndexSummary:
-    sessions: int
-    p50: int
-    p95: int
-    max: int
-    histogram: list[tuple[int, int, int]]
-    """(low, high, sessions) per power-of-two size band, low inclusive, high exclusive."""
-    largest: list[tuple[str, int]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class IndexPage:
-    total: int
-    entries: list[tuple[str, float]]
-    """(conversation id, score) in the order asked for."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class SessionRow:
-    """One session as the list shows it. ``layout``: split, legacy, gone or undecodable."""
+    """One session as the list shows it. ``layout``: split, legacy, gone, undecodable, or
+    "bad entry" (an index member that names no conversation, shown as text)."""
 
     conversation_id: str
     layout: str
@@ -49,6 +34,8 @@ class SessionRow:
     ttl: int | None = None
     """Seconds left; None when the key never expires."""
     seen: float | None = None
+    seen_problem: str = ""
+    """Why its score in the seen index is no time, when it is not (``seen`` is then None)."""
     problem: str = ""
     key: str = ""
 
@@ -79,93 +66,9 @@ class SessionParts:
     turns: int = 0
     ttl: int | None = None
     seen: float | None = None
+    seen_problem: str = ""
     last_turns: list[dict] = field(default_factory=list)
     state: dict = field(default_factory=dict)
-
-
-def index_summary(store, *, top):
-    """Count, percentiles, histogram and the ``top`` largest from the bytes index, O(log N) each."""
-    key = store.keys.index_bytes
-    count = store.client.zcard(key)
-    pipe = store.client.pipeline(transaction=False)
-    for fraction in (0, 0.5, 0.95):
-        rank = round(fraction * (count - 1))
-        pipe.zrange(key, rank, rank, withscores=True)
-    pipe.zrange(key, 0, top - 1, desc=True, withscores=True)
-    smallest, p50, p95, largest = pipe.execute()
-    if not largest:
-        return IndexSummary(sessions=0, p50=0, p95=0, max=0, histogram=[], largest=[])
-    biggest = int(largest[0][1])
-    bands = _bands(_score(smallest), biggest)
-    pipe = store.client.pipeline(transaction=False)
-    for low, high in bands:
-        pipe.zcount(key, low, f"({high}")
-    histogram = [(low, high, n) for (low, high), n in zip(bands, pipe.execute(), strict=True)]
-    return IndexSummary(
-        sessions=count,
-        p50=_score(p50),
-        p95=_score(p95),
-        max=biggest,
-        histogram=histogram,
-        largest=[(member.decode(), int(score)) for member, score in largest],
-    )
-
-
-def _score(reply):
-    # Empty when sessions went away between the count and the read.
-    return int(reply[0][1]) if reply else 0
-
-
-def _bands(smallest, biggest):
-    """Power-of-two size bands from the smallest session's to the largest's."""
-    low = 1 << (smallest.bit_length() - 1) if smallest else 0
-    high = max(2 * low, 1)
-    bands = []
-    while low <= biggest:
-        bands.append((low, high))
-        low, high = high, high * 2
-    return bands
-
-
-def index_page(store, source, *, offset, limit, descending=True, within=None):
-    """One page of the ZSET ``source`` by score; only members of every ZSET ``within``, if any."""
-    start, stop = offset, offset + limit - 1
-    if within is None:
-        pipe = store.client.pipeline(transaction=False)
-        pipe.zcard(source)
-        pipe.zrange(source, start, stop, desc=descending, withscores=True)
-        total, entries = pipe.execute()
-    else:
-        scratch = store.keys.scratch(uuid.uuid4().hex)
-        pipe = store.client.pipeline(transaction=True)
-        # Weights 0 and 1: the members of `within`, scored as in `source`.
-        pipe.zinterstore(scratch, {key: 0 for key in within} | {source: 1})
-        pipe.zrange(scratch, start, stop, desc=descending, withscores=True)
-        pipe.delete(scratch)
-        total, entries, _ = pipe.execute()
-    return IndexPage(total=total, entries=[(m.decode(), score) for m, score in entries])
-
-
-def find_by_prefix(store, prefix, *, limit):
-    """Up to ``limit`` (conversation id, bytes) whose id starts with ``prefix``, largest first.
-
-    From the census's id set, by lex range (O(log N)): a ZSCAN with MATCH would walk all ids and
-    block Redis for as long. Sessions newer than the census are found by their exact id only.
-    """
-    start = b"[" + prefix.encode()
-    ids = store.client.zrange(
-        store.keys.census("ids"),
-        start,
-        b"(" + prefix.encode() + b"\xff",
-        bylex=True,
-        offset=0,
-        num=limit,
-    )
-    if not ids:
-        return []
-    sizes = store.client.zmscore(store.keys.index_bytes, ids)
-    found = [(cid.decode(), size) for cid, size in zip(ids, sizes, strict=True) if size is not None]
-    return sorted(found, key=lambda pair: -pair[1])
 
 
 def session_exists(store, conversation_id):
@@ -174,28 +77,47 @@ def session_exists(store, conversation_id):
     return bool(store.client.exists(keys.state(conversation_id), keys.legacy(conversation_id)))
 
 
-def session_rows(store, conversation_ids):
-    """A SessionRow per id, in order: one pipeline, then one more for the broken ones."""
-    keys = store.keys
+def session_rows(store, members, *, source):
+    """A SessionRow per member of the sorted set ``source``, in order: one pipeline, then one
+    more for the broken ones. A member that names no conversation is a "bad entry" row."""
+    keys, rows, cids = store.keys, {}, []
+    for i, member in enumerate(members):
+        try:
+            cids.append(indexes.member_id(source, member))
+        except CorruptSession as e:
+            rows[i] = SessionRow(
+                conversation_id=indexes.shown(member), layout="bad entry", key=e.key, problem=str(e)
+            )
     pipe = store.client.pipeline(transaction=False)
-    for cid in conversation_ids:
+    for cid in cids:
         pipe.hgetall(keys.state(cid))
         pipe.llen(keys.turns(cid))
         pipe.ttl(keys.state(cid))
         pipe.strlen(keys.legacy(cid))
-    if conversation_ids:
-        pipe.zmscore(keys.index_seen, conversation_ids)
+    if cids:
+        pipe.zmscore(keys.index_seen, cids)
     *replies, seen = pipe.execute(raise_on_error=False) or [None]
-    rows = [
-        _row(store, cid, *replies[4 * i : 4 * i + 4], seen=seen[i])
-        for i, cid in enumerate(conversation_ids)
-    ]
+    if isinstance(seen, Exception) or seen is None:  # none, or an index of another type
+        seen = [None] * len(cids)
+    found = iter(
+        _row(store, cid, *replies[4 * i : 4 * i + 4], seen=seen[i]) for i, cid in enumerate(cids)
+    )
+    rows = [rows[i] if i in rows else next(found) for i in range(len(members))]
     broken = [row for row in rows if row.layout == "undecodable" and not row.bytes]
     return _with_raw_sizes(store, rows, broken)
 
 
+def _seen(store, cid, seen):
+    """(time, "") of a score of the seen index, or (None, why) when it is no time."""
+    try:
+        return indexes.check_time(store.keys.index_seen, cid, seen), ""
+    except CorruptSession as e:
+        return None, str(e)
+
+
 def _row(store, cid, fields, turns, ttl, legacy, *, seen):
     key = store.keys.state(cid)
+    seen, seen_problem = _seen(store, cid, seen)
     ttl = None if isinstance(ttl, Exception) or ttl < 0 else ttl
     for reply, bad in ((fields, key), (turns, store.keys.turns(cid))):
         if isinstance(reply, Exception):
@@ -203,15 +125,18 @@ def _row(store, cid, fields, turns, ttl, legacy, *, seen):
                 conversation_id=cid, layout="undecodable", key=bad, problem=str(reply)
             )
     if not fields:
-        if isinstance(legacy, int) and legacy:
-            key = store.keys.legacy(cid)
+        key = store.keys.legacy(cid)
+        if isinstance(legacy, Exception):  # sized and named by _with_raw_sizes
+            return SessionRow(conversation_id=cid, layout="undecodable", key=key)
+        if legacy:
             return SessionRow(conversation_id=cid, layout="legacy", bytes=legacy, key=key)
         return SessionRow(conversation_id=cid, layout="gone", key=key, seen=seen)
     common = {"conversation_id": cid, "key": key, "turns": turns, "ttl": ttl, "seen": seen}
+    common["seen_problem"] = seen_problem
     try:
         state, _ = store.core.decode_state(key, fields)
-        size, archived = int(fields[BYTES.encode()]), int(fields.get(ARCHIVED.encode(), 0))
-    except (CorruptSession, KeyError, ValueError) as e:
+        size, archived = _counts(key, fields)
+    except CorruptSession as e:
         raw = sum(map(len, fields.values()))
         return SessionRow(**common, layout="undecodable", bytes=raw, problem=_reason(e))
     return SessionRow(
@@ -222,6 +147,12 @@ def _row(store, cid, fields, turns, ttl, legacy, *, seen):
         archived=archived,
         bytes=size,
     )
+
+
+def _counts(key, fields):
+    """(bytes, archived turns) of a state hash; CorruptSession when one is not a count."""
+    size = int_field(key, BYTES, fields.get(BYTES.encode()))
+    return size, int_field(key, ARCHIVED, fields.get(ARCHIVED.encode(), 0))
 
 
 def _stored_sizes(fields):
@@ -245,7 +176,10 @@ def _with_raw_sizes(store, rows, broken):
     fixed = {}
     for i, row in enumerate(broken):
         kind, size = replies[2 * i].decode(), replies[2 * i + 1] or 0
-        expected = "list" if row.key == store.keys.turns(row.conversation_id) else "hash"
+        expected = {
+            store.keys.turns(row.conversation_id): "list",
+            store.keys.legacy(row.conversation_id): "string",
+        }.get(row.key, "hash")
         problem = f"{row.key} holds a {kind}, not a {expected}" if kind != expected else row.problem
         fixed[row.conversation_id] = SessionRow(
             conversation_id=row.conversation_id,
@@ -281,47 +215,45 @@ def session_parts(store, conversation_id, *, last=LAST_TURNS):
         layout="split",
         key=state_key,
         ttl=None if ttl < 0 else ttl,
-        seen=seen,
         turns=turns,
     )
+    # A seen index of another type is named by the page's problems.
+    seen = None if isinstance(seen, Exception) else seen
+    parts.seen, parts.seen_problem = _seen(store, conversation_id, seen)
     try:
-        parts.bytes = int(fields[BYTES.encode()])
-        parts.rev, parts.next_seq = int(fields[REV.encode()]), int(fields[SEQ.encode()])
-        parts.archived = int(fields.get(ARCHIVED.encode(), 0))
-        state, _ = store.core.decode_state(state_key, fields)
+        parts.bytes, parts.archived = _counts(state_key, fields)
+        state, shape = store.core.decode_state(state_key, fields)
+        parts.rev, parts.next_seq = shape.rev, shape.seq
         turns_key = keys.turns(conversation_id)
         parts.last_turns = [store.core.decode_turn(turns_key, item) for item in items]
-    except (CorruptSession, KeyError, ValueError) as e:
-        parts.layout, parts.problem = "undecodable", _reason(e)
+        if shape.digest:
+            parts.bot_config_digest = shape.digest
+            config_key = keys.bot_config(shape.digest)
+            (parts.bot_config,) = store.ask([Command("strlen", (config_key,), config_key)])
+    except CorruptSession as e:
+        parts.layout, parts.problem, parts.key = "undecodable", _reason(e), e.key
         parts.bytes = sum(map(len, fields.values()))
         return parts
     stored = [fields[DOC_FIELD]] if DOC_FIELD in fields else []
     parts.state_stored = sum(map(len, stored)) + sum(n for _, n in _stored_sizes(fields))
     parts.history = parts.bytes - parts.state_stored
-    digest = fields.get(CFG.encode())
-    if digest:
-        parts.bot_config_digest = digest.decode()
-        parts.bot_config = store.client.strlen(keys.bot_config(parts.bot_config_digest))
     _measure_state(store, parts, state, dict(_stored_sizes(fields)))
     return parts
 
 
 def _legacy_parts(store, conversation_id, *, last):
     key = store.keys.legacy(conversation_id)
-    pipe = store.client.pipeline(transaction=False)
-    pipe.get(key)
-    pipe.ttl(key)
-    raw, ttl = pipe.execute()
+    (ttl,) = store.ask([Command("ttl", (key,))])
     parts = SessionParts(
-        conversation_id=conversation_id,
-        layout="legacy",
-        key=key,
-        bytes=len(raw),
-        ttl=None if ttl < 0 else ttl,
+        conversation_id=conversation_id, layout="legacy", key=key, ttl=None if ttl < 0 else ttl
     )
     try:
-        session = store.core.decode_object(key, raw)
-    except CorruptSession as e:
+        raw = store.run(legacy.legacy_blob(store.core, conversation_id))
+        if raw is None:
+            raise SessionNotFound(conversation_id)  # gone since it was found
+        parts.bytes = len(raw)
+        session = legacy.decode_legacy(store.core, conversation_id, raw)
+    except CorruptSession as e:  # another type, no JSON object, or a history of no turns
         parts.layout, parts.problem = "undecodable", str(e)
         return parts
     history = session.pop("history", None) or []
@@ -375,9 +307,9 @@ def legacy_blob(store, conversation_id):
 
     Raises SessionNotFound, or CorruptSession when a value cannot be decoded.
     """
-    legacy = store.client.get(store.keys.legacy(conversation_id))
-    if legacy is not None and not store.client.exists(store.keys.state(conversation_id)):
-        return legacy
+    blob = store.run(legacy.legacy_blob(store.core, conversation_id))
+    if blob is not None and not store.client.exists(store.keys.state(conversation_id)):
+        return blob
     session = maintenance.snapshot(store, conversation_id).session
     session["history"] = [{k: v for k, v in t.items() if k != "seq"} for t in session["history"]]
     return json.dumps(session).encode()

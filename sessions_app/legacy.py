@@ -6,7 +6,7 @@ Each function is a generator of the core's protocol, taking the core (core.py).
 
 from sessions_app import keys as fields
 from sessions_app.codec import without_non_finite
-from sessions_app.exceptions import SessionNotFound
+from sessions_app.exceptions import CorruptSession, SessionNotFound
 from sessions_app.protocol import Command, Script, ask
 
 
@@ -37,7 +37,16 @@ def legacy_blob(core, cid):
 
 def decode_legacy(core, cid, raw):
     # NaN and Infinity, which the stdlib wrote and orjson cannot, read as None.
-    session = without_non_finite(core.decode_object(core.keys.legacy(cid), raw))
+    key = core.keys.legacy(cid)
+    session = without_non_finite(core.decode_object(key, raw))
+    history = session.get("history")
+    if history is not None and not isinstance(history, list):
+        kind = type(history).__name__
+        raise CorruptSession(key, f"its history is a {kind}, not a list of turns")
+    for seq, turn in enumerate(history or []):
+        if not isinstance(turn, dict):
+            kind = type(turn).__name__
+            raise CorruptSession(key, f"turn {seq} of its history is a {kind}, not an object")
     session.setdefault("conversation_id", cid)
     return session
 

@@ -5,16 +5,18 @@ Each is one step the services compose; writes to one conversation are one of its
 and the indexes are updated beside it from what the script reports.
 """
 
+import logging
 import time
 from typing import NamedTuple
 
+from sessions_app import indexes, legacy
 from sessions_app import keys as fields
-from sessions_app import legacy
 from sessions_app.codec import turn_item
 from sessions_app.exceptions import CorruptSession, SessionNotFound, StoreError
-from sessions_app.protocol import Command, Script, int_field
+from sessions_app.protocol import Command, Script, int_field, text_field
 
 DROPPED, WRITTEN, GONE = 1, 0, -1
+log = logging.getLogger(__name__)
 
 
 class SessionSize(NamedTuple):
@@ -29,6 +31,10 @@ class SessionSize(NamedTuple):
     """Why its keys cannot be read, when they cannot."""
     next_seq: int = 0
     """The seq its next turn gets, when it was read."""
+    bad_entry: CorruptSession | None = None
+    """A bad index entry, reported: a score that is no size or time (the session is still
+    compacted, never idle), or (``exists`` False) a member that is no id, an index of another
+    type."""
 
 
 class Snapshot(NamedTuple):
@@ -57,7 +63,12 @@ def scan_keys(store, pattern, *, batch=500):
 
 def _move_index(store, cid, delta):
     if delta:
-        store.ask([Command("zincrby", (store.keys.index_bytes, delta, cid))])
+        # The script has run: an index that refuses the move (another type, Redis full) is
+        # drift for the next rebuild, not a failure of what was done.
+        key = store.keys.index_bytes
+        (reply,) = store.execute([Command("zincrby", (key, delta, cid))])
+        if isinstance(reply, Exception):
+            log.warning("index %s not moved by %s for %r: %s", key, delta, cid, reply)
 
 
 # --- sizes and scans ----------------------------------------------------------------------
@@ -71,11 +82,15 @@ def session_sizes(store, conversation_ids):
     batch = []
     for cid in conversation_ids:
         state_key = store.keys.state(cid)
-        batch.append(Command("hmget", (state_key, fields.BYTES, fields.SEQ), state_key))
+        names = (fields.BYTES, fields.SEQ, fields.REV)
+        batch.append(Command("hmget", (state_key, *names), state_key))
         batch.append(Command("llen", (store.keys.turns(cid),), store.keys.turns(cid)))
     batch.append(Command("zmscore", (store.keys.index_seen, conversation_ids)))
     *replies, seen = store.execute(batch)
-    store.raise_for([seen], batch[-1:])
+    if isinstance(seen, Exception):
+        # A seen index of another type is reported once, by the scan (indexes.wrong_types):
+        # no session has a known last write, so none is idle.
+        seen = [None] * len(conversation_ids)
     return [
         _session_size(store, batch, i, cid, replies, seen[i])
         for i, cid in enumerate(conversation_ids)
@@ -83,32 +98,48 @@ def session_sizes(store, conversation_ids):
 
 
 def _session_size(store, batch, i, cid, replies, seen):
+    bad_entry = None
     try:
-        (size, seq), turns = store.raise_for(replies[2 * i : 2 * i + 2], batch[2 * i : 2 * i + 2])
-        exists = size is not None
+        seen = indexes.check_time(store.keys.index_seen, cid, seen)
+    except CorruptSession as e:
+        seen, bad_entry = None, e
+    try:
+        (size, seq, rev), turns = store.raise_for(
+            replies[2 * i : 2 * i + 2], batch[2 * i : 2 * i + 2]
+        )
+        # A state hash without its bytes or seq is corrupt, not gone.
+        exists = (size, seq, rev) != (None, None, None)
         state_key = store.keys.state(cid)
         size = int_field(state_key, fields.BYTES, size) if exists else 0
         seq = int_field(state_key, fields.SEQ, seq) if exists else 0
     except CorruptSession as e:
-        return SessionSize(cid, 0, 0, seen, True, e)
-    return SessionSize(cid, size, turns, seen, exists, next_seq=seq)
+        return SessionSize(cid, 0, 0, seen, True, e, bad_entry=bad_entry)
+    return SessionSize(cid, size, turns, seen, exists, next_seq=seq, bad_entry=bad_entry)
 
 
 def scan_index(store, cursor=0, *, batch=500):
     """One ZSCAN step of the bytes index: (next cursor, 0 at the end; a SessionSize each).
 
-    As with any SCAN, a member may come twice while the set is being rehashed.
+    Bad entries come as sizes with ``bad_entry`` (the indexes of another type with the first
+    step); while the index holds another type, the state keys are scanned instead (see
+    indexes.scan_step). As with any SCAN, a member may come twice while the set is rehashed.
     """
-    ((cursor, members),) = store.ask(
-        [Command("zscan", (store.keys.index_bytes, cursor, None, batch))]
-    )
-    return cursor, session_sizes(store, [member.decode() for member, _ in members])
+    wrong = indexes.wrong_types(store) if cursor == 0 else []
+    cursor, entries, bad = indexes.scan_step(store, cursor, batch=batch)
+    sizes = session_sizes(store, [cid for cid, _ in entries])
+    for i, (cid, score) in enumerate(entries):
+        try:
+            indexes.check_size(store.keys.index_bytes, cid, score)
+        except CorruptSession as e:
+            sizes[i] = sizes[i]._replace(bad_entry=sizes[i].bad_entry or e)
+    unusable = [SessionSize(entry, 0, 0, None, False, bad_entry=e) for entry, e in wrong + bad]
+    return cursor, unusable + sizes
 
 
 def index_entries(store):
-    """Every (conversation id, bytes) of the bytes index, smallest first."""
-    (entries,) = store.ask([Command("zrange", (store.keys.index_bytes, 0, -1, False, True))])
-    return [(cid.decode(), int(size)) for cid, size in entries]
+    """Every (conversation id, bytes) of the bytes index, smallest first (without its bad
+    entries: see indexes.size_entries)."""
+    return indexes.size_entries(store)[0]
 
 
 def bot_config_digests(store, conversation_ids):
@@ -126,9 +157,10 @@ def bot_config_digests(store, conversation_ids):
     for i in range(0, len(batch), 2):
         try:
             digest, _ = store.raise_for(replies[i : i + 2], batch[i : i + 2])
+            digest = digest and text_field(batch[i].key, f"field {fields.CFG!r}", digest)
         except CorruptSession as e:
             digest = e
-        digests.append(digest.decode() if isinstance(digest, bytes) else digest)
+        digests.append(digest)
     return digests
 
 
@@ -209,15 +241,19 @@ def legacy_size(store, conversation_id):
 
 
 def legacy_totals(store, *, batch=500):
-    """(blobs, bytes) of the legacy blobs still in Redis, found by SCAN."""
-    blobs = size = 0
+    """(blobs, bytes, keys of another type) of the legacy blobs still in Redis, found by SCAN.
+
+    A key of the pattern that holds another type is no blob: not counted, but listed, since
+    `load` of its id is a CorruptSession."""
+    blobs, size, wrong_type = 0, 0, []
     for legacy_keys in scan_keys(store, store.keys.legacy_pattern, batch=batch):
-        # A key of another type that matches the pattern is no blob of ours: not counted.
         replies = store.execute([Command("strlen", (key,)) for key in legacy_keys])
-        sizes = [n for n in replies if isinstance(n, int)]
-        blobs += len(sizes)
-        size += sum(sizes)
-    return blobs, size
+        for key, reply in zip(legacy_keys, replies, strict=True):
+            if isinstance(reply, int):
+                blobs, size = blobs + 1, size + reply
+            else:
+                wrong_type.append(indexes.shown(key))
+    return blobs, size, wrong_type
 
 
 def migrate_legacy(store, conversation_id):
@@ -280,19 +316,26 @@ def remove_archived(store, conversation_id, seqs, *, pinned):
 def reencode_state(store, conversation_id):
     """Re-encode the state fields with the current codec; bytes saved.
 
-    Decodes every field first: CorruptSession, with nothing changed, when one does not decode.
+    Decodes the whole state first (as `load` does: counters, digest, field names and values):
+    CorruptSession, with nothing changed, when any of it does not decode.
     """
     keys = _conversation(store, conversation_id)
     (state,) = store.ask([Command("hgetall", (keys[0],), keys[0])])
     if not state:
         raise SessionNotFound(conversation_id)
-    prefix = fields.STATE_PREFIX.encode()
+    session, _ = store.core.decode_state(keys[0], state)
+    prefix, doc = fields.STATE_PREFIX.encode(), fields.DOC.encode()
     changed = []
     for name, raw in state.items():
-        if name.startswith(prefix) or name == fields.DOC.encode():
-            new = store.codec.encode(store.core.decode_value(keys[0], raw))
-            if new != raw:
-                changed += [name, raw, new]
+        if name == doc:
+            value = session  # a first-release state: decoded as one doc
+        elif name.startswith(prefix) and doc not in state:
+            value = session[name[len(prefix) :].decode()]
+        else:
+            continue
+        new = store.codec.encode(value)
+        if new != raw:
+            changed += [name, raw, new]
     return _swap(store, conversation_id, [len(changed) // 3, *changed])
 
 
@@ -334,9 +377,11 @@ def snapshot(store, conversation_id):
         Command("lrange", (turns_key, 0, -1), turns_key),
         Command("zscore", (store.keys.index_seen, conversation_id)),
     ]
-    state, items, seen = store.ask(batch)
+    state, items, seen = store.execute(batch)
+    state, items = store.raise_for([state, items], batch[:2])
     if not state:
         raise SessionNotFound(conversation_id)
+    seen = indexes.known_time(store.keys.index_seen, conversation_id, seen)
     session, shape = store.core.decode_state(state_key, state)
     digest = state.get(fields.CFG.encode())
     if digest is not None:

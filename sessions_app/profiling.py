@@ -13,8 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import orjson
+import redis
 
-from sessions_app import inspection
+from sessions_app import inspection, maintenance
+from sessions_app.protocol import Command
 from sessions_app.store import SessionNotFound, StoreError, get_store
 from sessions_app.tracing import recording_phases
 
@@ -102,7 +104,10 @@ def profile_load(conversation_id: str, *, runs: int = 20, window: int | None = 2
     load, phases, timed = _time_loads(store, conversation_id, count, window)
     try:
         started = time.perf_counter()
-        store.client.set(key, blob, ex=SCRATCH_TTL)
+        try:
+            store.client.set(key, blob, ex=SCRATCH_TTL)
+        except redis.exceptions.OutOfMemoryError as e:
+            raise ProfileRefused(f"Redis is full: the legacy blob cannot be written ({e})") from e
         setup += time.perf_counter() - started
         legacy_json, seconds = _time(lambda: json.loads(store.client.get(key)), count)
         timed += seconds
@@ -131,13 +136,17 @@ def profile_load(conversation_id: str, *, runs: int = 20, window: int | None = 2
 
 
 def _size(store, conversation_id):
-    pipe = store.client.pipeline(transaction=False)
-    pipe.zscore(store.keys.index_bytes, conversation_id)
-    pipe.strlen(store.keys.legacy(conversation_id))
-    indexed, legacy = pipe.execute()
-    if indexed is None and not legacy:
+    """Bytes of the session in Redis, as its state hash (or its legacy blob) counts them."""
+    (size,) = maintenance.session_sizes(store, [conversation_id])
+    if size.corrupt:
+        raise size.corrupt
+    if size.exists:
+        return size.bytes
+    key = store.keys.legacy(conversation_id)
+    (legacy,) = store.ask([Command("strlen", (key,), key)])
+    if not legacy:
         raise SessionNotFound(conversation_id)
-    return int(indexed) if indexed is not None else legacy
+    return legacy
 
 
 def _time_loads(store, conversation_id, runs, window):

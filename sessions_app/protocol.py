@@ -10,6 +10,8 @@ from sessions_app.exceptions import CorruptSession, StoreError
 
 # LRANGE takes a 64-bit index; no conversation has anywhere near this many turns.
 MAX_WINDOW = 2**53
+# A counter of a state hash (rev, seq, bytes, archived): a Lua number holds it exactly.
+MAX_COUNT = 2**53
 
 
 class Command(NamedTuple):
@@ -50,11 +52,26 @@ def check_rev(expected_rev):
 
 
 def int_field(key, name, raw):
-    """A state hash field read as an int; CorruptSession when it is not one."""
+    """A state hash field read as a count: decimal digits from 0 to MAX_COUNT, as the scripts
+    accept it (lua/prelude.lua number_field); CorruptSession when it is missing or not one."""
+    if type(raw) is int:
+        value = raw
+    elif isinstance(raw, bytes) and raw.isdigit() and len(raw) <= 16:
+        value = int(raw)
+    else:
+        value = -1
+    if not 0 <= value <= MAX_COUNT:
+        reason = f"field {name!r} is not an integer from 0 to 2**53: {raw!r}"
+        raise CorruptSession(key, reason)
+    return value
+
+
+def text_field(key, what, raw):
+    """A state hash field (or field name) read as text; CorruptSession when it is not UTF-8."""
     try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise CorruptSession(key, f"field {name!r} is not an integer: {raw!r}") from None
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise CorruptSession(key, f"{what} is not UTF-8: {raw!r}") from None
 
 
 def script_error(error, keys):

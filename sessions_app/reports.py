@@ -28,6 +28,7 @@ def compact_report_table(report):
         ("bytes after", human_bytes(report.bytes_after)),
         ("stale index entries pruned", report.pruned),
         ("skipped", len(report.skipped)),
+        ("bad index entries", len(report.bad_entries)),
         ("missing", len(report.missing)),
         ("failed", len(report.failed)),
         ("seconds", f"{report.seconds:.2f}"),
@@ -43,6 +44,7 @@ def compact_report_table(report):
     ):
         lines += [f"{label}: {item['conversation_id']}: {item[detail]}" for item in items]
     lines += [f"missing: {cid}: no such conversation" for cid in report.missing]
+    lines += [f"bad index entry: {item['entry']}: {item['reason']}" for item in report.bad_entries]
     if report.legacy_left == 0:
         lines.append("no legacy blob is left: STORE_LEGACY_READS=0 now saves their lookups")
     elif report.legacy_left:

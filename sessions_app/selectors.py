@@ -13,9 +13,10 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from phonemes import selectors as phoneme_selectors
-from sessions_app import census, inspection, maintenance
+from sessions_app import census, indexes, inspection, maintenance
 from sessions_app.census import Census
 from sessions_app.inspection import SessionParts, SessionRow
+from sessions_app.keys import check_cid
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.store import CorruptSession, SessionNotFound, get_store
 
@@ -37,16 +38,24 @@ class SessionStats:
     """Legacy blobs still to migrate (not in the figures above)."""
     legacy_bytes: int = 0
     corrupt: list[dict] = field(default_factory=list)
-    """{conversation_id, key, reason} of each session whose keys cannot be read."""
+    """{conversation_id, key, reason} of each session whose keys cannot be read, and of each
+    bad index entry (conversation_id: the entry as text, or the index when it is of another
+    type)."""
 
 
 def session_stats(*, top: int = 10) -> SessionStats:
     """Sizes of the sessions in Redis: totals, percentiles, a histogram, the largest, per bot."""
     store = get_store()
-    entries = maintenance.index_entries(store)
+    entries, bad = indexes.size_entries(store)
     sizes = [size for _, size in entries]
-    legacy, legacy_bytes = maintenance.legacy_totals(store)
+    legacy, legacy_bytes, wrong_legacy = maintenance.legacy_totals(store)
     per_bot, corrupt = _per_bot(entries)
+    for entry, error in indexes.wrong_types(store) + bad:
+        corrupt.append({"conversation_id": entry, "key": error.key, "reason": str(error)})
+    for key in wrong_legacy:
+        error = CorruptSession(key, "holds another type than a legacy blob (a string)")
+        cid = store.keys.cid_from_legacy(key)
+        corrupt.append({"conversation_id": cid, "key": key, "reason": str(error)})
     return SessionStats(
         count=len(sizes),
         total_bytes=sum(sizes),
@@ -96,11 +105,15 @@ def _per_bot(entries):
         group[2] += size
     sessions, total = Counter(), Counter()
     for digest, (sample, count, size) in groups.items():
-        bot = (
-            census.UNREADABLE
-            if digest == census.UNREADABLE
-            else census.bot_name(store, digest or "", sample)
-        )
+        try:
+            bot = (
+                census.UNREADABLE
+                if digest == census.UNREADABLE
+                else census.bot_of(store, digest or "", sample)
+            )
+        except CorruptSession as e:  # its shared bot_config, or the session read for its name
+            corrupt.append({"conversation_id": sample, "key": e.key, "reason": str(e)})
+            bot = census.UNREADABLE
         sessions[bot] += count
         total[bot] += size
     return [(bot, sessions[bot], size) for bot, size in total.most_common()], corrupt
@@ -130,6 +143,9 @@ class Dashboard:
     """Totals per bot, oversized, legacy: None until the first count of a large store."""
     phonemes: object
     jobs: list["ScheduledJob"]
+    memory: "RedisMemory"
+    problems: list[str]
+    """Bad entries of the indexes the page read, and indexes of another type."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +185,9 @@ class SessionPage:
     page: int
     pages: int
     census: Census | None
+    memory: "RedisMemory"
+    problems: list[str]
+    """Why rows are missing (a sorted set of another type), and indexes of another type."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,61 +198,106 @@ class SessionDetail:
     archived_turns: int
     archived_session: ArchivedSession | None
     bot_config_shared_by: int | None
+    memory: "RedisMemory"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisMemory:
+    used: int
+    maxmemory: int
+    """0: no limit."""
+    policy: str
+
+    @property
+    def full(self):
+        return bool(self.maxmemory) and self.used >= FULL_AT * self.maxmemory
+
+
+FULL_AT = 0.95
+"""The share of maxmemory from which the pages say Redis is full: it refuses writes a little
+before INFO shows it used up (the refused write is not counted)."""
+
+
+def redis_memory() -> RedisMemory:
+    """How much memory Redis uses, and how much it may (INFO memory)."""
+    info = get_store().client.info("memory")
+    return RedisMemory(
+        used=info["used_memory"],
+        maxmemory=info["maxmemory"],
+        policy=info.get("maxmemory_policy", ""),
+    )
 
 
 def dashboard(policy) -> Dashboard:
     """The size dashboard: live figures from the bytes index, totals from the census."""
     store = get_store()
-    summary = inspection.index_summary(store, top=TOP)
+    summary = indexes.index_summary(store, top=TOP)
+    largest = [member for member, _ in summary.largest]
     return Dashboard(
         sessions=summary.sessions,
         p50=summary.p50,
         p95=summary.p95,
         max=summary.max,
         histogram=summary.histogram,
-        largest=inspection.session_rows(store, [cid for cid, _ in summary.largest]),
+        largest=inspection.session_rows(store, largest, source=store.keys.index_bytes),
         census=census.current(store, policy),
         phonemes=phoneme_selectors.cache_summary(),
         jobs=scheduled_jobs(),
+        memory=redis_memory(),
+        problems=_index_problems(store) + list(map(str, summary.bad_scores)),
     )
+
+
+def _index_problems(store):
+    return [str(bad.error) for bad in indexes.wrong_types(store)]
 
 
 def session_page(query: SessionQuery, policy) -> SessionPage:
     """One page of the session list, sorted and filtered in Redis, or the search's matches."""
     store = get_store()
     counted = census.current(store, policy)
+    problems = _index_problems(store)
     if query.search:
         cids = _search(store, query.search)
         total = len(cids)
         cids = cids[(query.page - 1) * PER_PAGE : query.page * PER_PAGE]
+        source = store.keys.census("ids")
     else:
         keys = store.keys
         source = {"size": keys.index_bytes, "seen": keys.index_seen}.get(query.sort)
         within = [keys.census("oversized")] if query.oversized else []
         within += [keys.census_bot(query.bot)] if query.bot else []
-        page = inspection.index_page(
+        source = source or keys.census("turns")
+        page = indexes.index_page(
             store,
-            source or keys.census("turns"),
+            source,
             offset=(query.page - 1) * PER_PAGE,
             limit=PER_PAGE,
             descending=query.descending,
             within=within or None,
         )
-        total, cids = page.total, [cid for cid, _ in page.entries]
+        total, cids = page.total, [member for member, _ in page.entries]
+        problems += [page.problem] if page.problem and page.problem not in problems else []
     return SessionPage(
-        rows=inspection.session_rows(store, cids),
+        rows=inspection.session_rows(store, cids, source=source),
         total=total,
         page=query.page,
         pages=max(1, -(-total // PER_PAGE)),
         census=counted,
+        memory=redis_memory(),
+        problems=problems,
     )
 
 
 def _search(store, text):
     """The exact id first, if it exists, then the ids that start with ``text``, largest first."""
-    matches = inspection.find_by_prefix(store, text, limit=SEARCH_LIMIT)
+    matches = indexes.find_by_prefix(store, text, limit=SEARCH_LIMIT)
     cids = [cid for cid, _ in matches if cid != text]
-    return [text, *cids] if inspection.session_exists(store, text) else cids
+    try:
+        exact = inspection.session_exists(store, check_cid(text))
+    except ValueError:  # braces, which no conversation id holds
+        exact = False
+    return [text, *cids] if exact else cids
 
 
 def session_detail(conversation_id: str) -> SessionDetail:
@@ -262,6 +326,7 @@ def session_detail(conversation_id: str) -> SessionDetail:
         archived_turns=archived,
         archived_session=whole,
         bot_config_shared_by=shared,
+        memory=redis_memory(),
     )
 
 

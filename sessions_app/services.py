@@ -341,6 +341,10 @@ def _due(policy, sizes, report, *, limit, now):
     for size in sizes:
         if _reached(report, limit):
             return
+        if size.bad_entry is not None:
+            report.bad_entry(size.conversation_id, size.bad_entry)
+            if not size.exists and not size.corrupt:
+                continue  # an entry that names no session
         report.scanned += 1
         if size.corrupt:
             report.skip(size.conversation_id, size.corrupt)
@@ -369,7 +373,11 @@ def _compact_batch(store, policy, sizes, report, *, limit):
             report.failed.append({"conversation_id": cid, "error": str(e)})
             continue
         report.add(result)
-    stale = [size.conversation_id for size in sizes if not size.exists and not size.corrupt]
+    stale = [
+        size.conversation_id
+        for size in sizes
+        if not size.exists and not size.corrupt and size.bad_entry is None
+    ]
     if stale:
         report.pruned += maintenance.prune_index(store, stale)
 

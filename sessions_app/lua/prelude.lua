@@ -1,6 +1,6 @@
 -- Run before every script. A key of the wrong type fails the whole script before its first
 -- write (BADTYPE <key index> <type>), and a state field is read as a number only if it is an
--- integer (BADFIELD <name>): a script applies whole or not at all.
+-- integer from 0 to 2^53 (BADFIELD <name>): a script applies whole or not at all.
 local function expect_types(types)
   for i, want in ipairs(types) do
     local got = redis.call('TYPE', KEYS[i]).ok
@@ -10,9 +10,17 @@ local function expect_types(types)
   end
 end
 local function number_field(value, name)
-  if value == false then return 0 end
-  local n = tonumber(value)
-  if n == nil or n ~= math.floor(n) then error({err = 'BADFIELD ' .. name}) end
+  -- A field of a state that exists must be there (only the archived count came later); a
+  -- count is decimal digits up to 2^53, which a Lua number holds exactly: a negative or huge
+  -- seq would be written into turn items that no reader could split.
+  if value == false then
+    if name ~= F.archived and redis.call('EXISTS', KEYS[1]) == 1 then
+      error({err = 'BADFIELD ' .. name})
+    end
+    return 0
+  end
+  local n = string.match(value, '^%d+$') and tonumber(value)
+  if not n or n > 9007199254740992 then error({err = 'BADFIELD ' .. name}) end
   return n
 end
 local function add_field(fields, name, value)

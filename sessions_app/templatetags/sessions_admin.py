@@ -33,13 +33,19 @@ def ttl(seconds):
     if seconds is None:
         return _("never")
     now = timezone.now()
-    return timeuntil(now + timedelta(seconds=seconds), now) if seconds >= 60 else f"{seconds} s"
+    try:
+        return timeuntil(now + timedelta(seconds=seconds), now) if seconds >= 60 else f"{seconds} s"
+    except OverflowError:  # later than any date: a TTL of thousands of years
+        return f"{seconds} s"
 
 
 @register.filter
 def unixtime(value):
-    """A score of the seen index (unix seconds) as an aware datetime."""
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+    """A score of the seen index (unix seconds) as an aware datetime; None when it is no time."""
+    try:
+        return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 @register.filter
