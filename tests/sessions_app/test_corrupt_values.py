@@ -8,6 +8,7 @@ real worker.
 """
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from sessions_app import census, tasks
+from sessions_app.exceptions import CorruptSession
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from tests.sessions_app.factories import save_session
 from tests.sessions_app.test_commands import run
+from tests.sessions_app.test_store import every_key
 
 pytestmark = pytest.mark.django_db
 
@@ -326,3 +329,37 @@ def test_one_bad_value_among_good_sessions(name, good_sessions, admin_client):
         else:
             assert bad_key in page.content.decode()
             assert corruption.value(store) == before
+
+
+# --- a counter no write may trust ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [("seq", b"-3"), ("seq", b"100000000000000000000"), ("seq", None), ("bytes", None)],
+    ids=["negative seq", "huge seq", "no seq", "no bytes"],
+)
+def test_a_write_refuses_a_counter_it_cannot_trust_and_changes_nothing(
+    store, redis_client, field, raw
+):
+    """Before, an append numbered its turns from -3 (no reader could split them again), or
+    from 0 over turns already stored, and a missing bytes count went negative on a trim."""
+    save_session(store, BAD, turns=3)
+    state_key = store.keys.state(BAD)
+    if raw is None:
+        redis_client.hdel(state_key, field)
+    else:
+        redis_client.hset(state_key, field, raw)
+    before = every_key(redis_client)
+    writes = {
+        "append": lambda: store.append_turns(BAD, [{"role": "user", "content": "new"}]),
+        "update": lambda: store.update_state(BAD, {"mood": "happy"}, expected_rev=1),
+        "save": lambda: store.save({"conversation_id": BAD, "history": [{"role": "user"}]}),
+    }
+    for name, write in writes.items():
+        with pytest.raises(CorruptSession, match=rf"{re.escape(state_key)}.*'{field}'"):
+            write()
+        assert every_key(redis_client) == before, name
+    if field == "seq":
+        with pytest.raises(CorruptSession, match=r"'seq' is not an integer from 0 to 2\*\*53"):
+            store.load(BAD)
