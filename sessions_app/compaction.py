@@ -120,7 +120,7 @@ class CompactReport:
     """Named conversations that do not exist."""
     bad_entries: list[dict] = field(default_factory=list)
     """{entry, key, reason}: index entries that name no session or hold no size or time, and
-    indexes of another type; reported and left as they are (`--rebuild-indexes` replaces them)."""
+    indexes of another type; reported, and left for an operator to inspect and remove."""
     failed: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 

@@ -4,7 +4,7 @@ jobs, and by the admin's pages (a summary of the sizes, a page of a sorted set, 
 A member that names no conversation, a score that is no size or no time, and an index of another
 type are each a CorruptSession naming the index: whoever reads it reports it and goes on with the
 other entries. Nothing here writes but the scratch key of a filtered page; a bad entry stays
-until an operator removes it or `compact_sessions --rebuild-indexes` replaces it.
+for an operator to inspect and remove (redis-cli).
 """
 
 import math

@@ -209,7 +209,9 @@ def rebuild_indexes(store, *, batch=500):
     cursor = None
     while cursor != 0:
         cursor, sizes = scan_index(store, cursor or 0, batch=batch)
-        pruned += prune_index(store, [size.conversation_id for size in sizes if not size.exists])
+        # Only entries of sessions that are gone: a bad entry is left for an operator.
+        gone = [size for size in sizes if not size.exists and size.bad_entry is None]
+        pruned += prune_index(store, [size.conversation_id for size in gone])
     return {"indexed": indexed, "pruned": pruned}
 
 

@@ -18,10 +18,12 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.urls import reverse
 
-from sessions_app import census, tasks
+from sessions_app import census, services, tasks
 from sessions_app.exceptions import CorruptSession
 from sessions_app.models import ArchivedSession, ArchivedTurn
+from sessions_app.store import get_store
 from tests.sessions_app.factories import save_session
+from tests.sessions_app.stores import AsyncStoreFromThreads
 from tests.sessions_app.test_commands import run
 from tests.sessions_app.test_store import every_key
 
@@ -363,3 +365,38 @@ def test_a_write_refuses_a_counter_it_cannot_trust_and_changes_nothing(
     if field == "seq":
         with pytest.raises(CorruptSession, match=r"'seq' is not an integer from 0 to 2\*\*53"):
             store.load(BAD)
+
+
+@pytest.mark.parametrize(
+    "member", [b"\xff\xfe", b"", b"x{y}"], ids=["not UTF-8", "empty", "braces"]
+)
+def test_a_rebuild_of_the_indexes_leaves_a_bad_member_for_an_operator(store, member):
+    save_session(store, "good", turns=3)
+    store.client.zadd(store.keys.index_bytes, {member: 100})
+
+    assert services.rebuild_indexes() == {"indexed": 1, "pruned": 0}
+    assert store.client.zscore(store.keys.index_bytes, member) == 100
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("field", "raw", "reason"),
+    [
+        (b"s:\xff\xfe", b"1", r"a state field name is not UTF-8: b'\\xff\\xfe'"),
+        (b"cfg", b"\xff\xfe", r"field 'cfg' is not UTF-8: b'\\xff\\xfe'"),
+    ],
+    ids=["field name", "bot_config digest"],
+)
+def test_a_state_that_is_not_utf8_loads_as_corrupt(redis_client, kind, field, raw, reason):
+    """Before, `load` raised UnicodeDecodeError, which names no key."""
+    sync = get_store()
+    save_session(sync, BAD, turns=3)
+    redis_client.hset(sync.keys.state(BAD), field, raw)
+    store = sync if kind == "sync" else AsyncStoreFromThreads()
+    try:
+        with pytest.raises(CorruptSession, match=re.escape(sync.keys.state(BAD)) + ".*" + reason):
+            store.load(BAD)
+    finally:
+        if kind == "async":
+            store.close()
+    assert redis_client.hget(sync.keys.state(BAD), field) == raw
