@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import orjson
 import redis
 
-from sessions_app import inspection, maintenance
-from sessions_app.protocol import Command
+from sessions_app import inspection
+from sessions_app.keys import BYTES, REV
+from sessions_app.protocol import Command, int_field
 from sessions_app.store import SessionNotFound, StoreError, get_store
 from sessions_app.tracing import recording_phases
 
@@ -136,14 +137,17 @@ def profile_load(conversation_id: str, *, runs: int = 20, window: int | None = 2
 
 
 def _size(store, conversation_id):
-    """Bytes of the session in Redis, as its state hash (or its legacy blob) counts them."""
-    (size,) = maintenance.session_sizes(store, [conversation_id])
-    if size.corrupt:
-        raise size.corrupt
-    if size.exists:
-        return size.bytes
-    key = store.keys.legacy(conversation_id)
-    (legacy,) = store.ask([Command("strlen", (key,), key)])
+    """Bytes of the session in Redis, as its state hash (or its legacy blob) counts them;
+    CorruptSession when a key holds another type or the count is no count."""
+    state_key, legacy_key = store.keys.state(conversation_id), store.keys.legacy(conversation_id)
+    (size, rev), legacy = store.ask(
+        [
+            Command("hmget", (state_key, BYTES, REV), state_key),
+            Command("strlen", (legacy_key,), legacy_key),
+        ]
+    )
+    if size is not None or rev is not None:
+        return int_field(state_key, BYTES, size)
     if not legacy:
         raise SessionNotFound(conversation_id)
     return legacy
