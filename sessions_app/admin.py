@@ -439,9 +439,9 @@ class ArchivedSessionAdmin(ReadOnlyAdmin):
             return TemplateResponse(
                 request, "admin/sessions_app/archivedsession/restore_confirm.html", context
             )
-        for cid in queryset.values_list("conversation_id", flat=True):
+        for cid, incarnation in queryset.values_list("conversation_id", "incarnation"):
             try:
-                change = actions.restore_archived(cid)
+                change = actions.restore_archived(cid, incarnation)
             except StoreError as e:
                 self.message_user(request, f"{cid}: {e}", messages.ERROR)
                 continue

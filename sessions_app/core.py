@@ -7,6 +7,7 @@ once, only the I/O differs. Nothing here does I/O or needs Django's settings.
 """
 
 import operator
+import secrets
 import threading
 import time
 from typing import NamedTuple
@@ -30,6 +31,7 @@ from sessions_app.protocol import (
     check_window,
     int_field,
     raise_for,
+    text_field,
 )
 from sessions_app.tracing import traced
 
@@ -90,7 +92,8 @@ class StoreCore:
             archived = state.get(fields.ARCHIVED.encode())
             if archived not in (None, b"0") and self._reaches_archive(history, shape.seq, window):
                 phase("archive")
-                history = yield from self._with_archive(cid, history, shape.seq, window)
+                incarnation = text_field(state_key, fields.INC, state.get(fields.INC.encode()))
+                history = yield from self._with_archive(cid, incarnation, history, shape, window)
             phase("assemble")
             self._remember(cid, shape)
             if bot_config is not None:
@@ -152,10 +155,10 @@ class StoreCore:
         wanted = seq if window is None else min(window, seq)
         return len(history) < wanted or (bool(history) and history[0]["seq"] != seq - wanted)
 
-    def _with_archive(self, cid, history, seq, window):
-        first = 0 if window is None else max(seq - window, 0)
+    def _with_archive(self, cid, incarnation, history, shape, window):
+        first = 0 if window is None else max(shape.seq - window, 0)
         in_redis = {turn["seq"] for turn in history}
-        archived = yield ArchiveRead(cid, first)
+        archived = yield ArchiveRead(cid, incarnation, first)
         merged = [turn for turn in archived if turn["seq"] not in in_redis]
         merged += [turn for turn in history if turn["seq"] >= first]
         # Pinned turns stay at the head in Redis, so the two parts can interleave.
@@ -338,7 +341,9 @@ class StoreCore:
         digest, config_commands = self.bot_config_commands(session.get("bot_config"))
         encoded = [(fields.state_field(k), self.codec.encode(v)) for k, v in state.items()]
         keys = [self.keys.state(cid), self.keys.turns(cid)]
-        args = [self.ttl, initial_rev, digest, int(create_only), len(encoded)]
+        # The incarnation a creation starts (a replace keeps the one it has).
+        incarnation = secrets.token_hex(8)
+        args = [self.ttl, initial_rev, digest, int(create_only), incarnation, len(encoded)]
         args += [part for pair in encoded for part in pair]
         payloads = self.encode_turns(session.get("history") or [])
         sizes = {name.encode(): len(value) for name, value in encoded}

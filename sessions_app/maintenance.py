@@ -11,8 +11,8 @@ from typing import NamedTuple
 from sessions_app import keys as fields
 from sessions_app import legacy
 from sessions_app.codec import turn_item
-from sessions_app.exceptions import CorruptSession, SessionNotFound, StoreError
-from sessions_app.protocol import Command, Script, int_field
+from sessions_app.exceptions import CorruptSession, SessionExists, SessionNotFound
+from sessions_app.protocol import Command, Script, int_field, text_field
 
 DROPPED, WRITTEN, GONE = 1, 0, -1
 
@@ -32,9 +32,11 @@ class SessionSize(NamedTuple):
 
 
 class Snapshot(NamedTuple):
-    """A whole session read for archiving, with what a later write would change."""
+    """A whole session read for archiving, with what a later write (or a re-creation) would
+    change."""
 
     session: dict
+    incarnation: str
     rev: int
     next_seq: int
     bytes: int
@@ -250,14 +252,16 @@ def next_seq(store, conversation_id):
 
 
 def trim_candidates(store, conversation_id, *, keep, pinned, batch, below):
-    """Up to ``batch`` decoded turns, each with a seq under ``below``, that trimming to
-    ``keep`` (after the first ``pinned``) would move."""
+    """(incarnation, up to ``batch`` decoded turns, each with a seq under ``below``) that
+    trimming to ``keep`` (after the first ``pinned``) would move next."""
     keys = _conversation(store, conversation_id)
-    (items,) = store.ask([Script("trim_head", keys, [pinned, keep, batch])])
-    if items is None:
+    (reply,) = store.ask([Script("trim_head", keys, [pinned, keep, batch])])
+    if reply is None:
         raise SessionNotFound(conversation_id)
+    incarnation, items = reply
+    incarnation = text_field(keys[0], fields.INC, incarnation)
     turns = (store.core.decode_turn(keys[1], item) for item in items)
-    return [turn for turn in turns if turn["seq"] < below]
+    return incarnation, [turn for turn in turns if turn["seq"] < below]
 
 
 def measure_trim(store, conversation_id, *, keep, pinned):
@@ -269,10 +273,12 @@ def measure_trim(store, conversation_id, *, keep, pinned):
     return tuple(measured)
 
 
-def remove_archived(store, conversation_id, seqs, *, pinned):
-    """Remove the turns ``seqs``, already copied to the archive; returns (removed, bytes)."""
+def remove_archived(store, conversation_id, seqs, *, pinned, incarnation):
+    """Remove the turns ``seqs`` of ``incarnation``, already copied to the archive; returns
+    (removed, bytes). Nothing is removed from another incarnation."""
     keys = _conversation(store, conversation_id)
-    ((removed, freed),) = store.ask([Script("trim_remove", keys, [pinned + len(seqs), *seqs])])
+    args = [incarnation, pinned + len(seqs), *seqs]
+    ((removed, freed),) = store.ask([Script("trim_remove", keys, args)])
     _move_index(store, conversation_id, -freed)
     return removed, freed
 
@@ -343,16 +349,17 @@ def snapshot(store, conversation_id):
         session["bot_config"] = store.run(store.core.fetch_bot_config(digest))
     session["history"] = [store.core.decode_turn(turns_key, item) for item in items]
     size = int_field(state_key, fields.BYTES, state.get(fields.BYTES.encode()))
-    return Snapshot(session, shape.rev, shape.seq, size, seen)
+    incarnation = text_field(state_key, fields.INC, state.get(fields.INC.encode()))
+    return Snapshot(session, incarnation, shape.rev, shape.seq, size, seen)
 
 
-def drop_archived(store, conversation_id, *, rev, seq):
-    """Delete a session archived whole, unless it was written since.
+def drop_archived(store, conversation_id, *, incarnation, rev, seq):
+    """Delete a session archived whole, unless it was written (or re-created) since.
 
     Returns DROPPED, WRITTEN (it stays: written since it was read) or GONE (no state).
     """
     keys = _conversation(store, conversation_id)
-    (dropped,) = store.ask([Script("drop_archived", keys, [rev, seq])])
+    (dropped,) = store.ask([Script("drop_archived", keys, [rev, seq, incarnation])])
     if dropped == DROPPED:
         store.ask(
             [
@@ -363,17 +370,19 @@ def drop_archived(store, conversation_id, *, rev, seq):
     return dropped
 
 
-def restore(store, session, *, rev, next_seq, turns):
-    """Put an archived session back with its ``rev``, its seq counter and some of its turns.
+def restore(store, session, *, incarnation, rev, next_seq, turns):
+    """Put an archived session back with its incarnation, ``rev``, seq counter and some of its
+    turns.
 
-    Refuses, with StoreError, when the conversation is already in Redis.
+    Refuses, with SessionExists, when the conversation is in Redis again (re-created since it
+    was archived, or a legacy blob): restoring would mix two conversations under one id.
     """
     cid = fields.check_cid(session.get("conversation_id"))
     keys = _conversation(store, cid)
     legacy_key = store.keys.legacy(cid)
     (legacy,) = store.ask([Command("exists", (legacy_key,))])
     if legacy:
-        raise StoreError(f"conversation {cid!r} is already in Redis")
+        raise SessionExists(cid, "is in Redis as a legacy blob: migrate or delete it first")
     state = {k: v for k, v in session.items() if k not in ("history", "bot_config")}
     encoded = [(fields.state_field(k), store.codec.encode(v)) for k, v in state.items()]
     items = [
@@ -381,6 +390,7 @@ def restore(store, session, *, rev, next_seq, turns):
     ]
     size = sum(len(value) for _, value in encoded) + sum(map(len, items))
     meta = {
+        fields.INC: incarnation,
         fields.REV: rev,
         fields.SEQ: next_seq,
         fields.ARCHIVED: next_seq - len(items),
@@ -394,7 +404,11 @@ def restore(store, session, *, rev, next_seq, turns):
     args = [store.ttl, len(pairs), *(part for pair in pairs for part in pair), *items]
     *_, (status,) = store.ask([*batch, Script("restore", keys, args)])
     if status:
-        raise StoreError(f"conversation {cid!r} is already in Redis")
+        raise SessionExists(
+            cid,
+            "is live in Redis again (created anew since it was archived): delete or archive "
+            "that one first, or leave this one in the archive",
+        )
     store.ask(
         [
             Command("zadd", (store.keys.index_bytes, {cid: size})),

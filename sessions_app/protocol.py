@@ -29,9 +29,11 @@ class Script(NamedTuple):
 
 
 class ArchiveRead(NamedTuple):
-    """The archived turns of a conversation from ``from_seq`` on, oldest first."""
+    """The archived turns of one incarnation of a conversation from ``from_seq`` on, oldest
+    first."""
 
     conversation_id: str
+    incarnation: str
     from_seq: int
 
 
@@ -55,6 +57,14 @@ def int_field(key, name, raw):
         return int(raw)
     except (TypeError, ValueError):
         raise CorruptSession(key, f"field {name!r} is not an integer: {raw!r}") from None
+
+
+def text_field(key, name, raw):
+    """A state hash field read as text ('' when missing); CorruptSession when it is not UTF-8."""
+    try:
+        return (raw or b"").decode()
+    except UnicodeDecodeError:
+        raise CorruptSession(key, f"field {name!r} is not UTF-8 text: {raw!r}") from None
 
 
 def script_error(error, keys):

@@ -1,7 +1,8 @@
 """The store's Lua scripts: one file each in ``lua/``, loaded once, each with the prelude.
 
 Every script touches the keys of one conversation only (one hash slot), all named in KEYS;
-the state hash's field names come from keys.py, as the table ``F``.
+the state hash's field names come from keys.py, as the table ``F``. A script that starts with a
+Redis 7 shebang (``#!lua flags=allow-oom``: it only frees memory) keeps it as its first line.
 """
 
 from functools import cache
@@ -31,4 +32,9 @@ def source(name):
     """The Lua source of the script ``name``, prelude first."""
     lua = files("sessions_app") / "lua"
     prelude = (lua / "prelude.lua").read_text()
-    return f"local F = {{{_FIELDS}}}\n{prelude}\n{(lua / f'{name}.lua').read_text()}"
+    body = (lua / f"{name}.lua").read_text()
+    shebang = ""
+    if body.startswith("#!"):
+        shebang, body = body.split("\n", 1)
+        shebang += "\n"
+    return f"{shebang}local F = {{{_FIELDS}}}\n{prelude}\n{body}"

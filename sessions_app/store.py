@@ -178,7 +178,8 @@ class ConversationStore(_Store):
         if isinstance(request, ArchiveRead):
             if self.archive is None:
                 raise self._no_archive()
-            return self.archive.turns(request.conversation_id, from_seq=request.from_seq)
+            cid, incarnation, first = request
+            return self.archive.turns(cid, incarnation, from_seq=first)
         pipe = self.client.pipeline(transaction=False)
         for item in request:
             self._queue(pipe, item)
@@ -267,7 +268,8 @@ class AsyncConversationStore(_Store):
         if isinstance(request, ArchiveRead):
             if self.archive is None:
                 raise self._no_archive()
-            return await self.archive.aturns(request.conversation_id, from_seq=request.from_seq)
+            cid, incarnation, first = request
+            return await self.archive.aturns(cid, incarnation, from_seq=first)
         client = self.client
         pipe = client.pipeline(transaction=False)
         for item in request:
