@@ -40,7 +40,10 @@ class CorruptSession(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """Redis did not answer, or cannot take writes now."""
+    """Redis did not answer, or cannot serve now."""
+
+    maybe_written = False
+    """True when a write was sent and its answer lost: it may have happened."""
 
 
 class StoreFull(StoreUnavailable):

@@ -6,10 +6,20 @@ argument checks shared by every call are here too.
 
 from typing import NamedTuple
 
-from sessions_app.exceptions import CorruptSession, StoreError
+from sessions_app.exceptions import CorruptSession, StoreError, StoreFull, StoreUnavailable
 
 # LRANGE takes a 64-bit index; no conversation has anywhere near this many turns.
 MAX_WINDOW = 2**53
+# What may change Redis: a batch holding one of these is a write.
+WRITE_COMMANDS = frozenset({"delete", "expire", "set", "zadd", "zincrby", "zrem"})
+READ_ONLY_SCRIPTS = frozenset({"field_sizes", "trim_head", "trim_measure"})
+# Error replies of a Redis that cannot take the command now (redis-py's class names, or the
+# code that starts the message): loading after a restart, a replica, a primary without its
+# replicas, a cluster moving or down, a script running too long.
+UNAVAILABLE_REPLIES = frozenset(
+    {"BusyLoadingError", "ReadOnlyError", "MasterDownError", "ClusterDownError", "TryAgainError"}
+)
+UNAVAILABLE_CODES = ("BUSY ", "NOREPLICAS ", "LOADING ", "READONLY ", "MASTERDOWN ")
 
 
 class Command(NamedTuple):
@@ -67,6 +77,31 @@ def text_field(key, name, raw):
         raise CorruptSession(key, f"field {name!r} is not UTF-8 text: {raw!r}") from None
 
 
+def writes(batch):
+    """Whether sending ``batch`` may change what Redis holds."""
+    return any(
+        request.name not in READ_ONLY_SCRIPTS
+        if isinstance(request, Script)
+        else request.name in WRITE_COMMANDS
+        for request in batch
+    )
+
+
+def refused(error, request):
+    """The store's error for an error reply that is about Redis, not the data: StoreFull when
+    it is out of memory, StoreUnavailable when it cannot serve now; None for the others."""
+    kind = type(error).__name__
+    where = request.keys[0] if isinstance(request, Script) else request.key or request.args[0]
+    if kind == "OutOfMemoryError" or str(error).startswith("OOM"):
+        return StoreFull(
+            f"Redis is full (maxmemory reached) and refused {request.name} on {where!r}; "
+            "nothing was written. Trim, compact or delete sessions, or raise maxmemory"
+        )
+    if kind in UNAVAILABLE_REPLIES or str(error).startswith(UNAVAILABLE_CODES):
+        return StoreUnavailable(f"Redis cannot serve {request.name} on {where!r} now: {error}")
+    return None
+
+
 def script_error(error, keys):
     """The store's error for a script's BADTYPE/BADFIELD reply (see lua/prelude.lua)."""
     code, _, detail = str(error).partition(" ")
@@ -91,6 +126,8 @@ def raise_for(replies, batch):
     for reply, request in zip(replies, batch, strict=True):
         if not isinstance(reply, Exception):
             continue
+        if (error := refused(reply, request)) is not None:
+            raise error
         if isinstance(request, Script):
             raise script_error(reply, request.keys)
         if str(reply).startswith("WRONGTYPE") and request.key:
