@@ -374,8 +374,7 @@ class StoreCore:
         self._remember(cid, shape._replace(rev=rev, seq=first + shape.seq))
         if created and self.legacy_reads:
             legacy_key = self.keys.legacy(cid)
-            batch = [Command("delete", (legacy_key,), legacy_key)]
-            (yield from ask(batch))
+            yield from self.follow_up(cid, [Command("delete", (legacy_key,), legacy_key)])
         return rev
 
     def _write(self, cid, script, predicted, delta, before=(), digest=None):

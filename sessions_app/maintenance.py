@@ -57,9 +57,14 @@ def scan_keys(store, pattern, *, batch=500):
             yield found
 
 
+def _follow(store, cid, batch):
+    """Index commands after a write that happened: their failure is drift, not the caller's."""
+    store.run(store.core.follow_up(cid, batch))
+
+
 def _move_index(store, cid, delta):
     if delta:
-        store.ask([Command("zincrby", (store.keys.index_bytes, delta, cid))])
+        _follow(store, cid, [Command("zincrby", (store.keys.index_bytes, delta, cid))])
 
 
 # --- sizes and scans ----------------------------------------------------------------------
@@ -154,10 +159,11 @@ def prune_index(store, conversation_ids):
 def rebuild_indexes(store, *, batch=500):
     """Index every state key found by SCAN, then prune entries whose state is gone.
 
-    A repair: the bytes of each session are set from its state hash, which an append landing
-    in between may already have moved past.
+    The repair of index drift (a write whose index commands failed after it happened): the
+    bytes of each session are set from its state hash, which an append landing in between may
+    already have moved past. ``missing`` counts the sessions no index knew.
     """
-    indexed = pruned = 0
+    indexed = missing = pruned = 0
     for state_keys in scan_keys(store, store.keys.state_pattern, batch=batch):
         cids = [store.keys.cid_from_state(key.decode()) for key in state_keys]
         replies = store.execute([Command("hget", (key, fields.BYTES)) for key in state_keys])
@@ -167,7 +173,7 @@ def rebuild_indexes(store, *, batch=500):
             if isinstance(size, bytes) and size.isdigit()
         }
         if sizes:
-            store.ask(
+            added, _ = store.ask(
                 [
                     Command("zadd", (store.keys.index_bytes, sizes)),
                     Command(
@@ -175,12 +181,13 @@ def rebuild_indexes(store, *, batch=500):
                     ),
                 ]
             )
+            missing += added
         indexed += len(sizes)
     cursor = None
     while cursor != 0:
         cursor, sizes = scan_index(store, cursor or 0, batch=batch)
         pruned += prune_index(store, [size.conversation_id for size in sizes if not size.exists])
-    return {"indexed": indexed, "pruned": pruned}
+    return {"indexed": indexed, "missing": missing, "pruned": pruned}
 
 
 def is_empty(store):
@@ -361,11 +368,13 @@ def drop_archived(store, conversation_id, *, incarnation, rev, seq):
     keys = _conversation(store, conversation_id)
     (dropped,) = store.ask([Script("drop_archived", keys, [rev, seq, incarnation])])
     if dropped == DROPPED:
-        store.ask(
+        _follow(
+            store,
+            conversation_id,
             [
                 Command("zrem", (store.keys.index_bytes, conversation_id)),
                 Command("zrem", (store.keys.index_seen, conversation_id)),
-            ]
+            ],
         )
     return dropped
 
@@ -409,10 +418,12 @@ def restore(store, session, *, incarnation, rev, next_seq, turns):
             "is live in Redis again (created anew since it was archived): delete or archive "
             "that one first, or leave this one in the archive",
         )
-    store.ask(
+    _follow(
+        store,
+        cid,
         [
             Command("zadd", (store.keys.index_bytes, {cid: size})),
             Command("zadd", (store.keys.index_seen, {cid: time.time()})),
-        ]
+        ],
     )
     return size

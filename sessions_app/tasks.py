@@ -34,9 +34,10 @@ JOB_OPTIONS = {
 # Idempotent: a run redelivered after a crash repeats nothing harmful.
 @shared_task(acks_late=True, **JOB_OPTIONS)
 def compact_oversized_sessions():
-    """Compact the oversized sessions with the policy in settings; the report as a dict."""
+    """Rebuild the indexes (the repair of any drift), then compact the oversized sessions
+    with the policy in settings; the report as a dict."""
     try:
-        return compact_oversized(CompactionPolicy.from_settings()).as_dict()
+        return compact_oversized(CompactionPolicy.from_settings(), rebuild=True).as_dict()
     except LockHeld:
         return {"skipped": "already running"}
 

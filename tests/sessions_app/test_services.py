@@ -456,7 +456,7 @@ def test_rebuild_indexes_from_the_keys(store, redis_client):
 
     counts = rebuild_indexes(batch_size=1)
 
-    assert counts == {"indexed": 2, "pruned": 1}
+    assert counts == {"indexed": 2, "missing": 2, "pruned": 1}
     assert dict(maintenance.index_entries(store)) == expected
     assert redis_client.zcard(store.keys.index_seen) == 2
 
