@@ -1,8 +1,10 @@
 """The store's Lua scripts: one file each in ``lua/``, loaded once, each with the prelude.
 
 Every script touches the keys of one conversation only (one hash slot), all named in KEYS;
-the state hash's field names come from keys.py, as the table ``F``. A script that starts with a
-Redis 7 shebang (``#!lua flags=allow-oom``: it only frees memory) keeps it as its first line.
+the state hash's field names come from keys.py, as the table ``F``. Each starts with a Redis 7
+shebang, kept as its first line, that says what it may do when Redis is full: ``#!lua`` (it
+may grow memory: refused whole, before it runs), ``flags=allow-oom`` (it only frees memory:
+trims and deletes free a full Redis) or ``flags=no-writes`` (it only reads).
 """
 
 from functools import cache

@@ -268,13 +268,10 @@ class AsyncConversationStore(_Store):
         if client is None:
             for closed in [other for other in self._clients if other.is_closed()]:
                 del self._clients[closed]
-            options = dict(self._client_options)
+            # See _failed: a write is never sent twice, whatever the options ask.
+            options = {**self._client_options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
             pool = redis.asyncio.BlockingConnectionPool.from_url(
-                self._url,
-                timeout=options.get("socket_timeout") or 5,
-                # See _failed: a write is never sent twice.
-                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-                **options,
+                self._url, timeout=options.get("socket_timeout") or 5, **options
             )
             client = self._clients[loop] = redis.asyncio.Redis(connection_pool=pool)
         return client

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from locks import LockHeld
+from locks import LockHeld, LockLost
 from sessions_app.actions import count_sessions
 from sessions_app.services import CompactionPolicy, compact_oversized
 from sessions_app.store import StoreUnavailable
@@ -38,6 +38,8 @@ def compact_oversized_sessions():
     with the policy in settings; the report as a dict."""
     try:
         return compact_oversized(CompactionPolicy.from_settings(), rebuild=True).as_dict()
+    except LockLost as e:
+        return {"stopped": str(e)}
     except LockHeld:
         return {"skipped": "already running"}
 

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- KEYS: state, turns. ARGV: rev, seq, incarnation. Deletes a session archived whole, unless a
 -- write (which moves rev or seq) came after it was read, or it was re-created since (another
 -- incarnation): 1 dropped, 0 written since, -1 already gone.

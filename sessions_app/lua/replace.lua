@@ -1,3 +1,4 @@
+#!lua
 -- KEYS: state, turns. ARGV: ttl, rev of a new conversation, bot_config digest ('' none),
 -- create only (1: refuse when it exists), incarnation of a new conversation, field count n,
 -- n pairs of state field and encoded value, then one encoded turn each. Creates or replaces the

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- KEYS: state, turns. ARGV: pinned, keep, batch. The turns a trim would move next: at most
 -- `batch` after the first `pinned`, never one of the last `keep`, with the incarnation they
 -- belong to: {incarnation, {items}}; nil when there is no state.
