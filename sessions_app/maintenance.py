@@ -11,7 +11,7 @@ from typing import NamedTuple
 from sessions_app import keys as fields
 from sessions_app import legacy
 from sessions_app.codec import turn_item
-from sessions_app.exceptions import CorruptSession, SessionExists, SessionNotFound
+from sessions_app.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreFull
 from sessions_app.protocol import Command, Script, int_field, text_field
 
 DROPPED, WRITTEN, GONE = 1, 0, -1
@@ -81,7 +81,7 @@ def session_sizes(store, conversation_ids):
         batch.append(Command("hmget", (state_key, fields.BYTES, fields.SEQ), state_key))
         batch.append(Command("llen", (store.keys.turns(cid),), store.keys.turns(cid)))
     batch.append(Command("zmscore", (store.keys.index_seen, conversation_ids)))
-    *replies, seen = store.execute(batch)
+    *replies, seen = store.send(batch)
     store.raise_for([seen], batch[-1:])
     return [
         _session_size(store, batch, i, cid, replies, seen[i])
@@ -128,7 +128,7 @@ def bot_config_digests(store, conversation_ids):
             Command("hget", (state_key, fields.CFG), state_key),
             Command("llen", (turns_key,), turns_key),
         ]
-    replies = store.execute(batch)
+    replies = store.send(batch)
     digests = []
     for i in range(0, len(batch), 2):
         try:
@@ -166,7 +166,7 @@ def rebuild_indexes(store, *, batch=500):
     indexed = missing = pruned = 0
     for state_keys in scan_keys(store, store.keys.state_pattern, batch=batch):
         cids = [store.keys.cid_from_state(key.decode()) for key in state_keys]
-        replies = store.execute([Command("hget", (key, fields.BYTES)) for key in state_keys])
+        replies = store.send([Command("hget", (key, fields.BYTES)) for key in state_keys])
         sizes = {
             cid: int(size)
             for cid, size in zip(cids, replies, strict=True)
@@ -222,7 +222,7 @@ def legacy_totals(store, *, batch=500):
     blobs = size = 0
     for legacy_keys in scan_keys(store, store.keys.legacy_pattern, batch=batch):
         # A key of another type that matches the pattern is no blob of ours: not counted.
-        replies = store.execute([Command("strlen", (key,)) for key in legacy_keys])
+        replies = store.send([Command("strlen", (key,)) for key in legacy_keys])
         sizes = [n for n in replies if isinstance(n, int)]
         blobs += len(sizes)
         size += sum(sizes)
@@ -331,7 +331,10 @@ def reencode_turns(store, conversation_id):
 def _swap(store, conversation_id, args):
     if args == [0]:
         return 0
-    (delta,) = store.ask([Script("reencode", _conversation(store, conversation_id), args)])
+    try:
+        (delta,) = store.ask([Script("reencode", _conversation(store, conversation_id), args)])
+    except StoreFull:
+        return 0  # a re-encode may grow a value: it waits until Redis has room
     _move_index(store, conversation_id, delta)
     return -delta
 

@@ -114,6 +114,11 @@ def script_error(error, keys):
     return error
 
 
+def send(batch):
+    """Send ``batch``; its replies, error replies as values."""
+    return (yield batch)
+
+
 def ask(batch):
     """Send ``batch``; its replies, an error reply raised as the store's error."""
     replies = yield batch

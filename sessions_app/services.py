@@ -29,6 +29,7 @@ from sessions_app.exceptions import (
     SessionBusy,
     SessionNotFound,
     StoreError,
+    StoreFull,
     StoreUnavailable,
 )
 from sessions_app.store import get_store
@@ -352,7 +353,7 @@ def _migrate(store, report, conversation_ids):
                 moved = maintenance.legacy_size(store, cid)
             else:
                 moved = maintenance.migrate_legacy(store, cid)
-        except CorruptSession as e:
+        except (CorruptSession, StoreFull) as e:
             report.skip(cid, e)
             continue
         report.migrated += bool(moved)
@@ -385,6 +386,9 @@ def _compact_batch(store, policy, sizes, report, *, limit):
                 result = _compact(store, policy, size)
         except (CorruptSession, SessionNotFound, SessionBusy) as e:
             report.skip(cid, e)
+            continue
+        except StoreFull as e:  # what it could not write; the others may still free memory
+            report.failed.append({"conversation_id": cid, "error": str(e)})
             continue
         except StoreUnavailable:
             raise

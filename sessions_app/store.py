@@ -33,7 +33,7 @@ from sessions_app.exceptions import (
     StoreUnavailable,
 )
 from sessions_app.keys import KeyLayout
-from sessions_app.protocol import ArchiveRead, Script, ask, raise_for, refused, writes
+from sessions_app.protocol import ArchiveRead, Script, ask, raise_for, refused, send, writes
 
 __all__ = [
     "AsyncConversationStore",
@@ -198,12 +198,17 @@ class ConversationStore(_Store):
         """The checked replies of one batch (core.Command and core.Script), in one round trip."""
         return self.run(ask(batch))
 
+    def send(self, batch):
+        """The replies of one batch, error replies as values, in one round trip."""
+        return self.run(send(batch))
+
     def raise_for(self, replies, batch):
         """``replies`` of ``batch``, raising the store's error for the first error among them."""
         return self.run(raise_for(replies, batch))
 
     def execute(self, request):
-        """The answer to one request of the core: a batch's replies, or archived turns."""
+        """The answer to one request of the core: a batch's replies, or archived turns; what
+        redis-py raises is raised as it is (`run` maps it)."""
         if isinstance(request, ArchiveRead):
             if self.archive is None:
                 raise self._no_archive()

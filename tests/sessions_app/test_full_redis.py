@@ -2,13 +2,16 @@
 refuses is StoreFull with nothing written, not even to the indexes, and the operator can still
 free memory by trimming, compacting and deleting."""
 
+import json
+
+import orjson
 import pytest
 
 from sessions_app import actions
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.exceptions import StoreFull
 from sessions_app.models import ArchivedSession, ArchivedTurn
-from sessions_app.services import compact_session, trim_history
+from sessions_app.services import compact_oversized, compact_session, trim_history
 from sessions_app.store import get_store
 from tests.redis_servers import RedisServer
 from tests.sessions_app.factories import make_turn, save_session
@@ -30,6 +33,10 @@ def full_redis(settings, tmp_path):
     for cid in ("c1", "c2", "c3"):
         save_session(store, cid, turns=60, size=100)
     client = server.client()
+    # A legacy blob to migrate, and a turn written uncompressed that compaction would re-encode.
+    client.set(store.keys.legacy("old"), json.dumps({"history": [{"role": "user"}] * 30}))
+    client.rpush(store.keys.turns("c2"), b"60|" + orjson.dumps(make_turn(60, size=2000)))
+    client.hset(store.keys.state("c2"), "seq", 61)
     client.config_set("maxmemory", client.info("memory")["used_memory"] // 2)
     yield client
     client.close()
@@ -101,8 +108,22 @@ def test_a_compaction_frees_memory_when_redis_is_full(full_redis):
 
     result = compact_session("c2", policy)
 
-    assert result.turns_archived == 55
-    assert [turn["seq"] for turn in store.load("c2", window=None)["history"]] == list(range(60))
+    assert result.turns_archived == 56
+    assert [turn["seq"] for turn in store.load("c2", window=None)["history"]] == list(range(61))
+
+
+def test_a_compaction_run_on_a_full_redis_frees_what_it_can_and_reports_the_rest(full_redis):
+    store = get_store()
+    policy = CompactionPolicy(max_bytes=10**9, max_turns=10, keep_turns=5)
+
+    report = compact_oversized(policy, migrate_legacy=True)
+
+    assert report.compacted == 3
+    assert [full_redis.llen(store.keys.turns(cid)) for cid in ("c1", "c2", "c3")] == [5, 5, 5]
+    assert [s["conversation_id"] for s in report.skipped] == ["old"]
+    assert "Redis is full" in report.skipped[0]["reason"]
+    assert full_redis.exists(store.keys.legacy("old"))
+    assert full_redis.lindex(store.keys.turns("c2"), -1).startswith(b"60|{"), "re-encode waits"
 
 
 def test_the_admin_can_trim_and_delete_when_redis_is_full(full_redis):
