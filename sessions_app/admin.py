@@ -406,14 +406,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(ArchivedTurn)
 class ArchivedTurnAdmin(ReadOnlyAdmin):
-    list_display = ("conversation_id", "seq", "role", "turned_at", "archived_at")
+    list_display = ("conversation_id", "incarnation", "seq", "role", "turned_at", "archived_at")
     list_filter = ("role",)
     search_fields = ("=conversation_id",)
 
 
 @admin.register(ArchivedSession)
 class ArchivedSessionAdmin(ReadOnlyAdmin):
-    list_display = ("conversation_id", "bot_id", "size", "next_seq", "last_seen_at", "archived_at")
+    list_display = (
+        "conversation_id",
+        "incarnation",
+        "bot_id",
+        "size",
+        "next_seq",
+        "last_seen_at",
+        "archived_at",
+    )
     search_fields = ("=conversation_id", "bot_id")
     actions = ("restore_selected",)
 

@@ -80,7 +80,11 @@ class ArchivedTurn(models.Model):
 
     conversation_id = models.CharField(max_length=255)
     incarnation = models.CharField(
-        max_length=32, blank=True, default="", help_text="Which life of the id in Redis it had."
+        _("incarnation"),
+        max_length=32,
+        blank=True,
+        default="",
+        help_text=_("Which creation of the conversation id in Redis it belongs to."),
     )
     seq = models.PositiveBigIntegerField()
     role = models.CharField(max_length=32, blank=True)
@@ -110,7 +114,13 @@ class ArchivedSession(models.Model):
     """A whole session moved out of Redis after it stayed idle; its turns are ArchivedTurns."""
 
     conversation_id = models.CharField(max_length=255)
-    incarnation = models.CharField(max_length=32, blank=True, default="")
+    incarnation = models.CharField(
+        _("incarnation"),
+        max_length=32,
+        blank=True,
+        default="",
+        help_text=_("Which creation of the conversation id in Redis it belongs to."),
+    )
     bot_id = models.CharField(max_length=255, blank=True, db_index=True)
     state = models.JSONField(help_text="The session without its history, bot_config included.")
     rev = models.PositiveBigIntegerField()
