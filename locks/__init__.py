@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django_redis import get_redis_connection
-from redis.exceptions import ConnectionError, LockError, TimeoutError
+from redis.exceptions import ConnectionError, LockError, LockNotOwnedError, TimeoutError
+from redis.lock import Lock
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,46 @@ class LockHeld(Exception):
         self.name = name
 
 
+class LockLost(LockHeld):
+    """The lock expired during the run and another run took it."""
+
+    def __init__(self, name):
+        Exception.__init__(
+            self, f"the lock {name!r} expired during this run and another run took it: stopped"
+        )
+        self.name = name
+
+
 class LockUnavailable(ConnectionError):
     """The Redis that keeps the locks did not answer (a ConnectionError: tasks retry on it)."""
+
+
+class RunLock(Lock):
+    """redis-py's lock, taken even when Redis is full (its key is a few bytes, and the runs it
+    guards are how an operator frees memory), and renewed with this module's errors."""
+
+    ACQUIRE = (
+        "#!lua flags=allow-oom\nreturn redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])"
+    )
+
+    def do_acquire(self, token):
+        acquire = self.redis.register_script(self.ACQUIRE)
+        return bool(acquire(keys=[self.name], args=[token, int(self.timeout * 1000)]))
+
+    def reacquire(self):
+        """Reset the lock's expiry: LockLost when another run has taken it meanwhile."""
+        try:
+            return super().reacquire()
+        except LockNotOwnedError:
+            raise LockLost(self.name) from None
+        except (ConnectionError, TimeoutError) as e:
+            raise _unavailable(self.redis, e) from e
+
+
+def _unavailable(client, error):
+    kwargs = client.connection_pool.connection_kwargs
+    where = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+    return LockUnavailable(f"Redis at {where} is unreachable: {error}")
 
 
 @contextmanager
@@ -40,13 +79,12 @@ def exclusive(name, *, timeout, wait=0):
         timeout=timeout,
         blocking=wait > 0,
         blocking_timeout=wait or None,
+        lock_class=RunLock,
     )
     try:
         acquired = lock.acquire()
     except (ConnectionError, TimeoutError) as e:
-        kwargs = client.connection_pool.connection_kwargs
-        where = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
-        raise LockUnavailable(f"Redis at {where} is unreachable: {e}") from e
+        raise _unavailable(client, e) from e
     if not acquired:
         raise LockHeld(name)
     try:

@@ -69,10 +69,10 @@ def delete_session(conversation_id: str, *, discard: bool = False) -> SessionCha
     return _changed(store, conversation_id, action, before.bytes, archived)
 
 
-def restore_archived(conversation_id: str) -> SessionChange:
+def restore_archived(conversation_id: str, incarnation: str | None = None) -> SessionChange:
     """`restore_session` for the admin: back into Redis with the last KEEP_TURNS turns."""
     store = get_store()
-    restore_session(conversation_id)
+    restore_session(conversation_id, incarnation=incarnation)
     return _changed(store, conversation_id, "restored", 0, 0)
 
 

@@ -409,14 +409,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(ArchivedTurn)
 class ArchivedTurnAdmin(ReadOnlyAdmin):
-    list_display = ("conversation_id", "seq", "role", "turned_at", "archived_at")
+    list_display = ("conversation_id", "incarnation", "seq", "role", "turned_at", "archived_at")
     list_filter = ("role",)
     search_fields = ("=conversation_id",)
 
 
 @admin.register(ArchivedSession)
 class ArchivedSessionAdmin(ReadOnlyAdmin):
-    list_display = ("conversation_id", "bot_id", "size", "next_seq", "last_seen_at", "archived_at")
+    list_display = (
+        "conversation_id",
+        "incarnation",
+        "bot_id",
+        "size",
+        "next_seq",
+        "last_seen_at",
+        "archived_at",
+    )
     search_fields = ("=conversation_id", "bot_id")
     actions = ("restore_selected",)
 
@@ -442,9 +450,9 @@ class ArchivedSessionAdmin(ReadOnlyAdmin):
             return TemplateResponse(
                 request, "admin/sessions_app/archivedsession/restore_confirm.html", context
             )
-        for cid in queryset.values_list("conversation_id", flat=True):
+        for cid, incarnation in queryset.values_list("conversation_id", "incarnation"):
             try:
-                change = actions.restore_archived(cid)
+                change = actions.restore_archived(cid, incarnation)
             except StoreError as e:
                 self.message_user(request, f"{cid}: {e}", messages.ERROR)
                 continue

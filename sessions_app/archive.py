@@ -9,11 +9,17 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from sessions_app.exceptions import ArchiveConflict
 from sessions_app.models import ArchivedSession, ArchivedTurn
 
 
-def archive_turns(*, conversation_id: str, turns: list[dict]) -> None:
-    """Copy turns (each with its seq) to the archive; rows already there are left as they are."""
+def archive_turns(*, conversation_id: str, incarnation: str, turns: list[dict]) -> None:
+    """Copy turns (each with its seq) to the archive; rows already there are left as they are.
+
+    A row already there must hold the same turn (a copy repeated after an interrupted run):
+    one that holds another is ArchiveConflict, and nothing of this batch is committed, so the
+    caller leaves these turns in Redis.
+    """
     rows = [
         (
             turn["seq"],
@@ -25,18 +31,36 @@ def archive_turns(*, conversation_id: str, turns: list[dict]) -> None:
     ]
     # Durable: the rows must be committed before the turns leave Redis.
     with transaction.atomic(durable=True):
-        ArchivedTurn.objects.add_missing(conversation_id, rows)
+        inserted = ArchivedTurn.objects.add_missing(conversation_id, incarnation, rows)
+        if inserted != len(rows):
+            _check_same(conversation_id, incarnation, rows)
 
 
-def archived_turns(conversation_id: str, *, from_seq: int = 0) -> list[dict]:
-    """The archived turns of one conversation from ``from_seq`` on, oldest first, with their seq."""
-    rows = ArchivedTurn.objects.of_conversation(conversation_id, from_seq=from_seq)
+def _check_same(conversation_id, incarnation, rows):
+    """ArchiveConflict unless every row is archived with the same turn."""
+    wanted = {seq: turn for seq, _, turn, _ in rows}
+    stored = dict(
+        ArchivedTurn.objects.filter(
+            conversation_id=conversation_id, incarnation=incarnation, seq__in=list(wanted)
+        ).values_list("seq", "turn")
+    )
+    differ = sorted(seq for seq, turn in wanted.items() if stored.get(seq) != turn)
+    if differ:
+        raise ArchiveConflict(conversation_id, incarnation, differ)
+
+
+def archived_turns(conversation_id: str, incarnation: str, *, from_seq: int = 0) -> list[dict]:
+    """The archived turns of one incarnation of a conversation from ``from_seq`` on, oldest
+    first, with their seq."""
+    rows = ArchivedTurn.objects.of_conversation(conversation_id, incarnation, from_seq=from_seq)
     return [{**turn, "seq": seq} for seq, turn in rows.values_list("seq", "turn")]
 
 
-async def aarchived_turns(conversation_id: str, *, from_seq: int = 0) -> list[dict]:
+async def aarchived_turns(
+    conversation_id: str, incarnation: str, *, from_seq: int = 0
+) -> list[dict]:
     """`archived_turns` for asyncio callers, through Django's async ORM."""
-    rows = ArchivedTurn.objects.of_conversation(conversation_id, from_seq=from_seq)
+    rows = ArchivedTurn.objects.of_conversation(conversation_id, incarnation, from_seq=from_seq)
     return [{**turn, "seq": seq} async for seq, turn in rows.values_list("seq", "turn")]
 
 
@@ -47,14 +71,15 @@ class DatabaseArchive:
     aturns = staticmethod(aarchived_turns)
 
 
-def archive_session(*, conversation_id, state, rev, next_seq, size, seen):
-    """Write (or overwrite) the row of a session archived whole; (row, whether it is new).
+def archive_session(*, conversation_id, incarnation, state, rev, next_seq, size, seen):
+    """Write (or overwrite) the row of an incarnation archived whole; (row, whether it is new).
 
     Committed when this returns: the Redis copy may go only after that.
     """
     with transaction.atomic(durable=True):
         return ArchivedSession.objects.update_or_create(
             conversation_id=conversation_id,
+            incarnation=incarnation,
             defaults={
                 "bot_id": str(state.get("bot_id", ""))[:255],
                 "state": state,
@@ -71,8 +96,12 @@ def forget_session(row):
     ArchivedSession.objects.filter(pk=row.pk, rev=row.rev, next_seq=row.next_seq).delete()
 
 
-def archived_session(conversation_id):
-    return ArchivedSession.objects.filter(conversation_id=conversation_id).first()
+def archived_session(conversation_id, incarnation=None):
+    """The archived whole session of that incarnation; without one, the last archived."""
+    rows = ArchivedSession.objects.filter(conversation_id=conversation_id)
+    if incarnation is not None:
+        rows = rows.filter(incarnation=incarnation)
+    return rows.order_by("-archived_at", "-pk").first()
 
 
 def _turn_time(turn):

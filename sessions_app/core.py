@@ -6,7 +6,9 @@ the call's result. The sync and the async store drive the same generators: the l
 once, only the I/O differs. Nothing here does I/O or needs Django's settings.
 """
 
+import logging
 import operator
+import secrets
 import threading
 import time
 from typing import NamedTuple
@@ -20,6 +22,7 @@ from sessions_app.exceptions import (
     SessionNotFound,
     StaleRevision,
     StoreError,
+    StoreUnavailable,
 )
 from sessions_app.protocol import (
     ArchiveRead,
@@ -33,6 +36,8 @@ from sessions_app.protocol import (
     text_field,
 )
 from sessions_app.tracing import traced
+
+log = logging.getLogger(__name__)
 
 # Keys of a session that are not state, and keys `load` adds for the caller.
 SPLIT_KEYS = frozenset({"history", "bot_config"})
@@ -65,6 +70,8 @@ class StoreCore:
         self._shapes = {}
         # One store serves many threads: the caches' bounded inserts take turns.
         self._lock = threading.Lock()
+        self.drift = 0
+        """Index (or bot_config) commands that failed after their write happened."""
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -91,7 +98,8 @@ class StoreCore:
             archived = state.get(fields.ARCHIVED.encode())
             if archived not in (None, b"0") and self._reaches_archive(history, shape.seq, window):
                 phase("archive")
-                history = yield from self._with_archive(cid, history, shape.seq, window)
+                incarnation = text_field(state_key, fields.INC, state.get(fields.INC.encode()))
+                history = yield from self._with_archive(cid, incarnation, history, shape, window)
             phase("assemble")
             self._remember(cid, shape)
             if bot_config is not None:
@@ -108,11 +116,14 @@ class StoreCore:
         prefix = fields.STATE_PREFIX.encode()
         sizes = {name: len(raw) for name, raw in state.items() if name.startswith(prefix)}
         digest = state.get(fields.CFG.encode())
-        digest = digest and text_field(key, f"field {fields.CFG!r}", digest)
+        digest = digest and text_field(key, fields.CFG, digest)
         doc = state.get(fields.DOC.encode())
         if doc is not None:
             return self.decode_object(key, doc), Shape(rev, seq, {}, digest)
-        names = {name: text_field(key, "a state field name", name[len(prefix) :]) for name in sizes}
+        try:
+            names = {name: name[len(prefix) :].decode() for name in sizes}
+        except UnicodeDecodeError as e:
+            raise CorruptSession(key, f"a state field name is not UTF-8: {e.object!r}") from None
         session = {names[name]: self.decode_value(key, state[name]) for name in sizes}
         return session, Shape(rev, seq, sizes, digest)
 
@@ -152,10 +163,10 @@ class StoreCore:
         wanted = seq if window is None else min(window, seq)
         return len(history) < wanted or (bool(history) and history[0]["seq"] != seq - wanted)
 
-    def _with_archive(self, cid, history, seq, window):
-        first = 0 if window is None else max(seq - window, 0)
+    def _with_archive(self, cid, incarnation, history, shape, window):
+        first = 0 if window is None else max(shape.seq - window, 0)
         in_redis = {turn["seq"] for turn in history}
-        archived = yield ArchiveRead(cid, first)
+        archived = yield ArchiveRead(cid, incarnation, first)
         merged = [turn for turn in archived if turn["seq"] not in in_redis]
         merged += [turn for turn in history if turn["seq"] >= first]
         # Pinned turns stay at the head in Redis, so the two parts can interleave.
@@ -276,7 +287,12 @@ class StoreCore:
             Command("zrem", (self.keys.index_bytes, cid)),
             Command("zrem", (self.keys.index_seen, cid)),
         ]
-        deleted, *_ = yield from ask(batch)
+        # The DEL's reply alone decides; the indexes follow it (drift when they fail).
+        replies = yield batch
+        (deleted,) = yield from raise_for(replies[:1], batch[:1])
+        for request, answer in zip(batch[1:], replies[1:], strict=True):
+            if not _ok(answer):
+                self._drift(cid, request, answer)
         return deleted > 0
 
     def _update(self, cid, state, bot_config, new_turns, expected_rev, whole, phase=None):
@@ -338,7 +354,9 @@ class StoreCore:
         digest, config_commands = self.bot_config_commands(session.get("bot_config"))
         encoded = [(fields.state_field(k), self.codec.encode(v)) for k, v in state.items()]
         keys = [self.keys.state(cid), self.keys.turns(cid)]
-        args = [self.ttl, initial_rev, digest, int(create_only), len(encoded)]
+        # The incarnation a creation starts (a replace keeps the one it has).
+        incarnation = secrets.token_hex(8)
+        args = [self.ttl, initial_rev, digest, int(create_only), incarnation, len(encoded)]
         args += [part for pair in encoded for part in pair]
         payloads = self.encode_turns(session.get("history") or [])
         sizes = {name.encode(): len(value) for name, value in encoded}
@@ -358,44 +376,85 @@ class StoreCore:
         self._remember(cid, shape._replace(rev=rev, seq=first + shape.seq))
         if created and self.legacy_reads:
             legacy_key = self.keys.legacy(cid)
-            batch = [Command("delete", (legacy_key,), legacy_key)]
-            (yield from ask(batch))
+            yield from self.follow_up(cid, [Command("delete", (legacy_key,), legacy_key)])
         return rev
 
     def _write(self, cid, script, predicted, delta, before=(), digest=None):
-        """Run a conversation's write script with its index updates beside it, in one round
-        trip: the bytes index moves by ``predicted`` (None: not known yet), then, if that
-        differs, by what ``delta(reply)`` says it moved, in a second. The shared bot_config
-        ``digest`` names, when known, lives as long as the conversation."""
+        """Run a conversation's write script with what goes beside it, in one round trip.
+
+        The script's reply alone decides the call's result. Beside it go ``before`` (the shared
+        bot_config it names), its time in the seen index, its bytes in the bytes index, moved
+        by ``predicted`` (None: not known yet), and the TTL of the bot_config ``digest`` names.
+        A second round trip, only when needed, corrects the bytes index by what
+        ``delta(reply)`` says it moved and retries what failed beside the script: a failure
+        there is drift (see `follow_up`), never the caller's error.
+        """
         index = self._index(cid, predicted)
         if digest and self.ttl:
             index.append(Command("expire", (self.keys.bot_config(digest), self.ttl)))
         batch = [*before, script, *index]
         replies = yield batch
+        at = len(before)
+        bump = index[1] if predicted else None
+        moved = predicted if bump is not None and _ok(replies[at + 2]) else 0
         try:
-            yield from raise_for(replies, batch)
+            (reply,) = yield from raise_for(replies[at : at + 1], [script])
         except StoreError:
-            # The script refused the write: the bytes index must not move either.
-            if predicted:
-                yield [self._bump(cid, -predicted)]
+            if moved:  # the write did not happen: neither does its move of the index
+                yield from self.follow_up(cid, [self._bump(cid, -moved)])
             raise
-        reply = replies[len(before)]
-        actual = delta(reply) if reply[0] == OK else 0
-        correction = (
-            []
-            if actual == (predicted or 0)
-            else [Command("zincrby", (self.keys.index_bytes, actual - (predicted or 0), cid))]
-        )
         if reply[0] == NOT_FOUND:
             # The index commands ran for a conversation that is not there: take them back.
             self._shapes.pop(cid, None)
-            correction = [
-                Command("zrem", (self.keys.index_bytes, cid)),
-                Command("zrem", (self.keys.index_seen, cid)),
-            ]
-        if correction:
-            (yield from ask(correction))
+            yield from self.follow_up(
+                cid,
+                [
+                    Command("zrem", (self.keys.index_bytes, cid)),
+                    Command("zrem", (self.keys.index_seen, cid)),
+                ],
+            )
+            return reply
+        failed = [
+            (request, answer)
+            for request, answer in zip(batch, replies, strict=True)
+            if not _ok(answer) and request is not script and request is not bump
+        ]
+        for request, answer in failed:
+            self._drift(cid, request, answer)
+        again = [request for request, _ in failed]
+        actual = delta(reply) if reply[0] == OK else 0
+        if actual != moved:
+            again.append(Command("zincrby", (self.keys.index_bytes, actual - moved, cid)))
+        if again:
+            yield from self.follow_up(cid, again)
         return reply
+
+    def follow_up(self, cid, batch):
+        """Send index (and shared bot_config) commands that follow a write that happened.
+
+        Their failure is drift: logged with the key, counted in ``drift``, and repaired by
+        the next index rebuild (`compact_sessions --rebuild-indexes`, the scheduled
+        compaction); the write's caller is never told it failed.
+        """
+        try:
+            replies = yield batch
+        except StoreUnavailable as e:
+            replies = [e] * len(batch)
+        for request, answer in zip(batch, replies, strict=True):
+            if not _ok(answer):
+                self._drift(cid, request, answer)
+
+    def _drift(self, cid, request, error):
+        with self._lock:
+            self.drift += 1
+        key = request.key or request.args[0]
+        log.warning(
+            "index drift: %s on %r for conversation %r failed after its write: %s",
+            request.name,
+            key,
+            cid,
+            error,
+        )
 
     def _index(self, cid, predicted=None):
         """The index updates that go beside a write: its time, and its predicted bytes."""
@@ -425,6 +484,10 @@ class StoreCore:
 
     def _remember(self, cid, shape):
         _bounded_put(self._lock, self._shapes, cid, shape, self.cache_size * 16)
+
+
+def _ok(reply):
+    return not isinstance(reply, Exception)
 
 
 def _bounded_put(lock, cache, key, value, size):

@@ -40,7 +40,36 @@ class CorruptSession(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """Redis did not answer."""
+    """Redis did not answer, or cannot serve now."""
+
+    maybe_written = False
+    """True when a write was sent and its answer lost: it may have happened."""
+
+
+class StoreFull(StoreUnavailable):
+    """Redis is out of memory (``maxmemory`` with ``noeviction``) and refused the write."""
+
+
+class SessionExists(StoreError):
+    """The conversation is live in Redis, where an operation needs it absent."""
+
+    def __init__(self, conversation_id, reason):
+        super().__init__(f"conversation {conversation_id!r} {reason}")
+        self.conversation_id = conversation_id
+
+
+class ArchiveConflict(StoreError):
+    """The archive already holds other turns under these seqs: nothing was archived, and the
+    turns stay in Redis."""
+
+    def __init__(self, conversation_id, incarnation, seqs):
+        shown = ", ".join(map(str, seqs[:10])) + (" ..." if len(seqs) > 10 else "")
+        super().__init__(
+            f"conversation {conversation_id!r} (incarnation {incarnation!r}): the archive holds "
+            f"other turns under seq {shown}; they stay in Redis"
+        )
+        self.conversation_id = conversation_id
+        self.seqs = seqs
 
 
 class SessionBusy(StoreError):

@@ -153,7 +153,7 @@ def _sizes_from_states(store, batch):
         entries, wrong = _valid(store.keys.state_pattern, ((cid, None) for cid in cids))
         bad += wrong
         state_keys = [store.keys.state(cid) for cid, _ in entries]
-        replies = store.execute([Command("hget", (key, fields.BYTES)) for key in state_keys])
+        replies = store.send([Command("hget", (key, fields.BYTES)) for key in state_keys])
         for (cid, _), state_key, size in zip(entries, state_keys, replies, strict=True):
             try:
                 sizes.append((cid, int_field(state_key, fields.BYTES, size)))

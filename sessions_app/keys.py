@@ -17,6 +17,11 @@ ARCHIVED = "archived"
 """How many of its turns were moved to the archive."""
 BYTES = "bytes"
 """Bytes of its state fields and turn items in Redis."""
+INC = "inc"
+"""Its incarnation: a random id given when the conversation is created in Redis. An id that
+left Redis (deleted, expired, lost) and is saved again is a new incarnation, whose turns are
+numbered from 0 again; archive rows carry it, so the two are never mixed. Sessions created
+before it existed have none: their incarnation is the empty string."""
 DOC = "doc"
 """The whole state as one value: how the first release stored it, read and split on write."""
 STATE_PREFIX = "s:"
@@ -27,6 +32,7 @@ LUA_FIELDS = {
     "cfg": CFG,
     "archived": ARCHIVED,
     "bytes": BYTES,
+    "inc": INC,
     "doc": DOC,
     "state_prefix": STATE_PREFIX,
 }
@@ -52,7 +58,7 @@ class KeyLayout:
     legacy_format: str = "session:{cid}"
 
     def state(self, cid):
-        """HASH: REV, SEQ, CFG, ARCHIVED, BYTES, and one ``s:<key>`` field per state key."""
+        """HASH: REV, SEQ, INC, CFG, ARCHIVED, BYTES, and one ``s:<key>`` field per state key."""
         return f"{self.prefix}:conv:{{{cid}}}:state"
 
     def turns(self, cid):

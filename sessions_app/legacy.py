@@ -118,5 +118,4 @@ def split_doc(core, cid):
     batch = [Script("split_doc", [state_key], args)]
     (delta,) = yield from ask(batch)
     if delta:
-        batch = [Command("zincrby", (core.keys.index_bytes, delta, cid))]
-        yield from ask(batch)
+        yield from core.follow_up(cid, [Command("zincrby", (core.keys.index_bytes, delta, cid))])

@@ -5,18 +5,16 @@ Each is one step the services compose; writes to one conversation are one of its
 and the indexes are updated beside it from what the script reports.
 """
 
-import logging
 import time
 from typing import NamedTuple
 
 from sessions_app import indexes, legacy
 from sessions_app import keys as fields
 from sessions_app.codec import turn_item
-from sessions_app.exceptions import CorruptSession, SessionNotFound, StoreError
+from sessions_app.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreFull
 from sessions_app.protocol import Command, Script, int_field, text_field
 
 DROPPED, WRITTEN, GONE = 1, 0, -1
-log = logging.getLogger(__name__)
 
 
 class SessionSize(NamedTuple):
@@ -38,9 +36,11 @@ class SessionSize(NamedTuple):
 
 
 class Snapshot(NamedTuple):
-    """A whole session read for archiving, with what a later write would change."""
+    """A whole session read for archiving, with what a later write (or a re-creation) would
+    change."""
 
     session: dict
+    incarnation: str
     rev: int
     next_seq: int
     bytes: int
@@ -61,14 +61,14 @@ def scan_keys(store, pattern, *, batch=500):
             yield found
 
 
+def _follow(store, cid, batch):
+    """Index commands after a write that happened: their failure is drift, not the caller's."""
+    store.run(store.core.follow_up(cid, batch))
+
+
 def _move_index(store, cid, delta):
     if delta:
-        # The script has run: an index that refuses the move (another type, Redis full) is
-        # drift for the next rebuild, not a failure of what was done.
-        key = store.keys.index_bytes
-        (reply,) = store.execute([Command("zincrby", (key, delta, cid))])
-        if isinstance(reply, Exception):
-            log.warning("index %s not moved by %s for %r: %s", key, delta, cid, reply)
+        _follow(store, cid, [Command("zincrby", (store.keys.index_bytes, delta, cid))])
 
 
 # --- sizes and scans ----------------------------------------------------------------------
@@ -86,7 +86,7 @@ def session_sizes(store, conversation_ids):
         batch.append(Command("hmget", (state_key, *names), state_key))
         batch.append(Command("llen", (store.keys.turns(cid),), store.keys.turns(cid)))
     batch.append(Command("zmscore", (store.keys.index_seen, conversation_ids)))
-    *replies, seen = store.execute(batch)
+    *replies, seen = store.send(batch)
     if isinstance(seen, Exception):
         # A seen index of another type is reported once, by the scan (indexes.wrong_types):
         # no session has a known last write, so none is idle.
@@ -152,7 +152,7 @@ def bot_config_digests(store, conversation_ids):
             Command("hget", (state_key, fields.CFG), state_key),
             Command("llen", (turns_key,), turns_key),
         ]
-    replies = store.execute(batch)
+    replies = store.send(batch)
     digests = []
     for i in range(0, len(batch), 2):
         try:
@@ -184,27 +184,30 @@ def prune_index(store, conversation_ids):
 def rebuild_indexes(store, *, batch=500):
     """Index every state key found by SCAN, then prune entries whose state is gone.
 
-    A repair: the bytes of each session are set from its state hash, which an append landing
-    in between may already have moved past.
+    The repair of index drift (a write whose index commands failed after it happened): the
+    bytes of each session are set from its state hash, which an append landing in between may
+    already have moved past. ``missing`` counts the sessions no index knew.
     """
-    indexed = pruned = 0
+    indexed = missing = pruned = 0
     for state_keys in scan_keys(store, store.keys.state_pattern, batch=batch):
         cids = [store.keys.cid_from_state(key.decode()) for key in state_keys]
-        replies = store.execute([Command("hget", (key, fields.BYTES)) for key in state_keys])
+        replies = store.send([Command("hget", (key, fields.BYTES)) for key in state_keys])
         sizes = {
             cid: int(size)
             for cid, size in zip(cids, replies, strict=True)
             if isinstance(size, bytes) and size.isdigit()
         }
         if sizes:
-            store.ask(
+            now = dict.fromkeys(sizes, time.time())
+            bytes_key, seen_key = store.keys.index_bytes, store.keys.index_seen
+            added, _ = _skip_wrong_types(
+                store,
                 [
-                    Command("zadd", (store.keys.index_bytes, sizes)),
-                    Command(
-                        "zadd", (store.keys.index_seen, dict.fromkeys(sizes, time.time()), True)
-                    ),
-                ]
+                    Command("zadd", (bytes_key, sizes), bytes_key),
+                    Command("zadd", (seen_key, now, True), seen_key),
+                ],
             )
+            missing += added or 0
         indexed += len(sizes)
     cursor = None
     while cursor != 0:
@@ -212,7 +215,19 @@ def rebuild_indexes(store, *, batch=500):
         # Only entries of sessions that are gone: a bad entry is left for an operator.
         gone = [size for size in sizes if not size.exists and size.bad_entry is None]
         pruned += prune_index(store, [size.conversation_id for size in gone])
-    return {"indexed": indexed, "pruned": pruned}
+    return {"indexed": indexed, "missing": missing, "pruned": pruned}
+
+
+def _skip_wrong_types(store, batch):
+    """The replies of ``batch``, None for a key of another type: an index that is no sorted
+    set is reported by the scan (indexes.wrong_types) and left for an operator."""
+    replies = store.send(batch)
+    for i, (reply, request) in enumerate(zip(replies, batch, strict=True)):
+        try:
+            store.raise_for([reply], [request])
+        except CorruptSession:
+            replies[i] = None
+    return replies
 
 
 def is_empty(store):
@@ -249,7 +264,7 @@ def legacy_totals(store, *, batch=500):
     `load` of its id is a CorruptSession."""
     blobs, size, wrong_type = 0, 0, []
     for legacy_keys in scan_keys(store, store.keys.legacy_pattern, batch=batch):
-        replies = store.execute([Command("strlen", (key,)) for key in legacy_keys])
+        replies = store.send([Command("strlen", (key,)) for key in legacy_keys])
         for key, reply in zip(legacy_keys, replies, strict=True):
             if isinstance(reply, int):
                 blobs, size = blobs + 1, size + reply
@@ -288,14 +303,16 @@ def next_seq(store, conversation_id):
 
 
 def trim_candidates(store, conversation_id, *, keep, pinned, batch, below):
-    """Up to ``batch`` decoded turns, each with a seq under ``below``, that trimming to
-    ``keep`` (after the first ``pinned``) would move."""
+    """(incarnation, up to ``batch`` decoded turns, each with a seq under ``below``) that
+    trimming to ``keep`` (after the first ``pinned``) would move next."""
     keys = _conversation(store, conversation_id)
-    (items,) = store.ask([Script("trim_head", keys, [pinned, keep, batch])])
-    if items is None:
+    (reply,) = store.ask([Script("trim_head", keys, [pinned, keep, batch])])
+    if reply is None:
         raise SessionNotFound(conversation_id)
+    incarnation, items = reply
+    incarnation = text_field(keys[0], fields.INC, incarnation)
     turns = (store.core.decode_turn(keys[1], item) for item in items)
-    return [turn for turn in turns if turn["seq"] < below]
+    return incarnation, [turn for turn in turns if turn["seq"] < below]
 
 
 def measure_trim(store, conversation_id, *, keep, pinned):
@@ -307,10 +324,12 @@ def measure_trim(store, conversation_id, *, keep, pinned):
     return tuple(measured)
 
 
-def remove_archived(store, conversation_id, seqs, *, pinned):
-    """Remove the turns ``seqs``, already copied to the archive; returns (removed, bytes)."""
+def remove_archived(store, conversation_id, seqs, *, pinned, incarnation):
+    """Remove the turns ``seqs`` of ``incarnation``, already copied to the archive; returns
+    (removed, bytes). Nothing is removed from another incarnation."""
     keys = _conversation(store, conversation_id)
-    ((removed, freed),) = store.ask([Script("trim_remove", keys, [pinned + len(seqs), *seqs])])
+    args = [incarnation, pinned + len(seqs), *seqs]
+    ((removed, freed),) = store.ask([Script("trim_remove", keys, args)])
     _move_index(store, conversation_id, -freed)
     return removed, freed
 
@@ -363,7 +382,10 @@ def reencode_turns(store, conversation_id):
 def _swap(store, conversation_id, args):
     if args == [0]:
         return 0
-    (delta,) = store.ask([Script("reencode", _conversation(store, conversation_id), args)])
+    try:
+        (delta,) = store.ask([Script("reencode", _conversation(store, conversation_id), args)])
+    except StoreFull:
+        return 0  # a re-encode may grow a value: it waits until Redis has room
     _move_index(store, conversation_id, delta)
     return -delta
 
@@ -379,7 +401,7 @@ def snapshot(store, conversation_id):
         Command("lrange", (turns_key, 0, -1), turns_key),
         Command("zscore", (store.keys.index_seen, conversation_id)),
     ]
-    state, items, seen = store.execute(batch)
+    state, items, seen = store.send(batch)
     state, items = store.raise_for([state, items], batch[:2])
     if not state:
         raise SessionNotFound(conversation_id)
@@ -390,37 +412,42 @@ def snapshot(store, conversation_id):
         session["bot_config"] = store.run(store.core.fetch_bot_config(digest))
     session["history"] = [store.core.decode_turn(turns_key, item) for item in items]
     size = int_field(state_key, fields.BYTES, state.get(fields.BYTES.encode()))
-    return Snapshot(session, shape.rev, shape.seq, size, seen)
+    incarnation = text_field(state_key, fields.INC, state.get(fields.INC.encode()))
+    return Snapshot(session, incarnation, shape.rev, shape.seq, size, seen)
 
 
-def drop_archived(store, conversation_id, *, rev, seq):
-    """Delete a session archived whole, unless it was written since.
+def drop_archived(store, conversation_id, *, incarnation, rev, seq):
+    """Delete a session archived whole, unless it was written (or re-created) since.
 
     Returns DROPPED, WRITTEN (it stays: written since it was read) or GONE (no state).
     """
     keys = _conversation(store, conversation_id)
-    (dropped,) = store.ask([Script("drop_archived", keys, [rev, seq])])
+    (dropped,) = store.ask([Script("drop_archived", keys, [rev, seq, incarnation])])
     if dropped == DROPPED:
-        store.ask(
+        _follow(
+            store,
+            conversation_id,
             [
                 Command("zrem", (store.keys.index_bytes, conversation_id)),
                 Command("zrem", (store.keys.index_seen, conversation_id)),
-            ]
+            ],
         )
     return dropped
 
 
-def restore(store, session, *, rev, next_seq, turns):
-    """Put an archived session back with its ``rev``, its seq counter and some of its turns.
+def restore(store, session, *, incarnation, rev, next_seq, turns):
+    """Put an archived session back with its incarnation, ``rev``, seq counter and some of its
+    turns.
 
-    Refuses, with StoreError, when the conversation is already in Redis.
+    Refuses, with SessionExists, when the conversation is in Redis again (re-created since it
+    was archived, or a legacy blob): restoring would mix two conversations under one id.
     """
     cid = fields.check_cid(session.get("conversation_id"))
     keys = _conversation(store, cid)
     legacy_key = store.keys.legacy(cid)
     (legacy,) = store.ask([Command("exists", (legacy_key,))])
     if legacy:
-        raise StoreError(f"conversation {cid!r} is already in Redis")
+        raise SessionExists(cid, "is in Redis as a legacy blob: migrate or delete it first")
     state = {k: v for k, v in session.items() if k not in ("history", "bot_config")}
     encoded = [(fields.state_field(k), store.codec.encode(v)) for k, v in state.items()]
     items = [
@@ -428,6 +455,7 @@ def restore(store, session, *, rev, next_seq, turns):
     ]
     size = sum(len(value) for _, value in encoded) + sum(map(len, items))
     meta = {
+        fields.INC: incarnation,
         fields.REV: rev,
         fields.SEQ: next_seq,
         fields.ARCHIVED: next_seq - len(items),
@@ -441,11 +469,17 @@ def restore(store, session, *, rev, next_seq, turns):
     args = [store.ttl, len(pairs), *(part for pair in pairs for part in pair), *items]
     *_, (status,) = store.ask([*batch, Script("restore", keys, args)])
     if status:
-        raise StoreError(f"conversation {cid!r} is already in Redis")
-    store.ask(
+        raise SessionExists(
+            cid,
+            "is live in Redis again (created anew since it was archived): delete or archive "
+            "that one first, or leave this one in the archive",
+        )
+    _follow(
+        store,
+        cid,
         [
             Command("zadd", (store.keys.index_bytes, {cid: size})),
             Command("zadd", (store.keys.index_seen, {cid: time.time()})),
-        ]
+        ],
     )
     return size

@@ -10,30 +10,43 @@ from django.utils.translation import gettext_lazy as _
 
 
 class ArchivedTurnQuerySet(models.QuerySet):
-    def of_conversation(self, conversation_id, *, from_seq=0):
-        """The archived turns of one conversation from ``from_seq`` on, oldest first."""
-        return self.filter(conversation_id=conversation_id, seq__gte=from_seq).order_by("seq")
+    def of_conversation(self, conversation_id, incarnation, *, from_seq=0):
+        """The archived turns of one incarnation of a conversation from ``from_seq`` on, oldest
+        first."""
+        return self.filter(
+            conversation_id=conversation_id, incarnation=incarnation, seq__gte=from_seq
+        ).order_by("seq")
 
-    def add_missing(self, conversation_id, rows):
-        """Insert (seq, role, turn, turned_at) rows; those already archived are left as they are.
+    def add_missing(self, conversation_id, incarnation, rows):
+        """Insert (seq, role, turn, turned_at) rows; returns how many were inserted.
 
-        One executemany instead of bulk_create, which prepares every value of every row in
-        Python and made the archive the slowest step of compaction. ON CONFLICT DO NOTHING
-        (SQLite and PostgreSQL) keeps a repeated copy from adding anything.
+        Rows already archived are left as they are (ON CONFLICT DO NOTHING, SQLite and
+        PostgreSQL), so a repeated copy adds nothing. One executemany instead of bulk_create,
+        which prepares every value of every row in Python and made the archive the slowest step
+        of compaction.
         """
         connection = connections[self.db]
         ops, quote = connection.ops, connection.ops.quote_name
-        columns = ("conversation_id", "seq", "role", "turn", "turned_at", "archived_at")
+        columns = (
+            "conversation_id",
+            "incarnation",
+            "seq",
+            "role",
+            "turn",
+            "turned_at",
+            "archived_at",
+        )
         sql = (
             f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(map(quote, columns))}) "
             f"VALUES ({', '.join(['%s'] * len(columns))}) "
-            "ON CONFLICT (conversation_id, seq) DO NOTHING"
+            "ON CONFLICT (conversation_id, incarnation, seq) DO NOTHING"
         )
         now = ops.adapt_datetimefield_value(timezone.now())
         json_value = _json_adapter(connection)
         params = [
             (
                 conversation_id,
+                incarnation,
                 seq,
                 role,
                 json_value(turn),
@@ -44,6 +57,7 @@ class ArchivedTurnQuerySet(models.QuerySet):
         ]
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
+            return cursor.rowcount
 
 
 def _json_adapter(connection):
@@ -61,9 +75,17 @@ def _orjson_text(value):
 
 
 class ArchivedTurn(models.Model):
-    """One history turn moved out of Redis; (conversation_id, seq) names it once and for all."""
+    """One history turn moved out of Redis; (conversation_id, incarnation, seq) names it once
+    and for all."""
 
     conversation_id = models.CharField(max_length=255)
+    incarnation = models.CharField(
+        _("incarnation"),
+        max_length=32,
+        blank=True,
+        default="",
+        help_text=_("Which creation of the conversation id in Redis it belongs to."),
+    )
     seq = models.PositiveBigIntegerField()
     role = models.CharField(max_length=32, blank=True)
     turn = models.JSONField(help_text="The turn as the robot stored it, without its seq.")
@@ -76,10 +98,11 @@ class ArchivedTurn(models.Model):
         # The unique index also serves "all turns of a conversation in order".
         constraints = [
             models.UniqueConstraint(
-                fields=["conversation_id", "seq"], name="archived_turn_conversation_seq"
+                fields=["conversation_id", "incarnation", "seq"],
+                name="archived_turn_conversation_incarnation_seq",
             )
         ]
-        ordering = ["conversation_id", "seq"]
+        ordering = ["conversation_id", "incarnation", "seq"]
         verbose_name = _("archived turn")
         verbose_name_plural = _("archived turns")
 
@@ -90,7 +113,14 @@ class ArchivedTurn(models.Model):
 class ArchivedSession(models.Model):
     """A whole session moved out of Redis after it stayed idle; its turns are ArchivedTurns."""
 
-    conversation_id = models.CharField(max_length=255, unique=True)
+    conversation_id = models.CharField(max_length=255)
+    incarnation = models.CharField(
+        _("incarnation"),
+        max_length=32,
+        blank=True,
+        default="",
+        help_text=_("Which creation of the conversation id in Redis it belongs to."),
+    )
     bot_id = models.CharField(max_length=255, blank=True, db_index=True)
     state = models.JSONField(help_text="The session without its history, bot_config included.")
     rev = models.PositiveBigIntegerField()
@@ -100,6 +130,12 @@ class ArchivedSession(models.Model):
     archived_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation_id", "incarnation"],
+                name="archived_session_conversation_incarnation",
+            )
+        ]
         ordering = ["-archived_at"]
         verbose_name = _("archived session")
         verbose_name_plural = _("archived sessions")

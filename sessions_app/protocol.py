@@ -6,12 +6,22 @@ argument checks shared by every call are here too.
 
 from typing import NamedTuple
 
-from sessions_app.exceptions import CorruptSession, StoreError
+from sessions_app.exceptions import CorruptSession, StoreError, StoreFull, StoreUnavailable
 
 # LRANGE takes a 64-bit index; no conversation has anywhere near this many turns.
 MAX_WINDOW = 2**53
 # A counter of a state hash (rev, seq, bytes, archived): a Lua number holds it exactly.
 MAX_COUNT = 2**53
+# What may change Redis: a batch holding one of these is a write.
+WRITE_COMMANDS = frozenset({"delete", "expire", "set", "zadd", "zincrby", "zrem"})
+READ_ONLY_SCRIPTS = frozenset({"field_sizes", "trim_head", "trim_measure"})
+# Error replies of a Redis that cannot take the command now (redis-py's class names, or the
+# code that starts the message): loading after a restart, a replica, a primary without its
+# replicas, a cluster moving or down, a script running too long.
+UNAVAILABLE_REPLIES = frozenset(
+    {"BusyLoadingError", "ReadOnlyError", "MasterDownError", "ClusterDownError", "TryAgainError"}
+)
+UNAVAILABLE_CODES = ("BUSY ", "NOREPLICAS ", "LOADING ", "READONLY ", "MASTERDOWN ")
 
 
 class Command(NamedTuple):
@@ -31,9 +41,11 @@ class Script(NamedTuple):
 
 
 class ArchiveRead(NamedTuple):
-    """The archived turns of a conversation from ``from_seq`` on, oldest first."""
+    """The archived turns of one incarnation of a conversation from ``from_seq`` on, oldest
+    first."""
 
     conversation_id: str
+    incarnation: str
     from_seq: int
 
 
@@ -66,12 +78,37 @@ def int_field(key, name, raw):
     return value
 
 
-def text_field(key, what, raw):
-    """A state hash field (or field name) read as text; CorruptSession when it is not UTF-8."""
+def text_field(key, name, raw):
+    """A state hash field read as text ('' when missing); CorruptSession when it is not UTF-8."""
     try:
-        return raw.decode()
+        return (raw or b"").decode()
     except UnicodeDecodeError:
-        raise CorruptSession(key, f"{what} is not UTF-8: {raw!r}") from None
+        raise CorruptSession(key, f"field {name!r} is not UTF-8 text: {raw!r}") from None
+
+
+def writes(batch):
+    """Whether sending ``batch`` may change what Redis holds."""
+    return any(
+        request.name not in READ_ONLY_SCRIPTS
+        if isinstance(request, Script)
+        else request.name in WRITE_COMMANDS
+        for request in batch
+    )
+
+
+def refused(error, request):
+    """The store's error for an error reply that is about Redis, not the data: StoreFull when
+    it is out of memory, StoreUnavailable when it cannot serve now; None for the others."""
+    kind = type(error).__name__
+    where = request.keys[0] if isinstance(request, Script) else request.key or request.args[0]
+    if kind == "OutOfMemoryError" or str(error).startswith("OOM"):
+        return StoreFull(
+            f"Redis is full (maxmemory reached) and refused {request.name} on {where!r}; "
+            "nothing was written. Trim, compact or delete sessions, or raise maxmemory"
+        )
+    if kind in UNAVAILABLE_REPLIES or str(error).startswith(UNAVAILABLE_CODES):
+        return StoreUnavailable(f"Redis cannot serve {request.name} on {where!r} now: {error}")
+    return None
 
 
 def script_error(error, keys):
@@ -86,6 +123,11 @@ def script_error(error, keys):
     return error
 
 
+def send(batch):
+    """Send ``batch``; its replies, error replies as values."""
+    return (yield batch)
+
+
 def ask(batch):
     """Send ``batch``; its replies, an error reply raised as the store's error."""
     replies = yield batch
@@ -98,6 +140,8 @@ def raise_for(replies, batch):
     for reply, request in zip(replies, batch, strict=True):
         if not isinstance(reply, Exception):
             continue
+        if (error := refused(reply, request)) is not None:
+            raise error
         if isinstance(request, Script):
             raise script_error(reply, request.keys)
         if str(reply).startswith("WRONGTYPE") and request.key:

@@ -24,10 +24,12 @@ from sessions_app.compaction import (
     TrimResult,
 )
 from sessions_app.exceptions import (
+    ArchiveConflict,
     CorruptSession,
     SessionBusy,
     SessionNotFound,
     StoreError,
+    StoreFull,
     StoreUnavailable,
 )
 from sessions_app.store import get_store
@@ -80,18 +82,25 @@ def _trim(store, conversation_id, *, keep, pinned, batch, next_seq=None):
     below = next_seq - keep
     archived = freed = 0
     try:
-        while turns := maintenance.trim_candidates(
-            store, conversation_id, keep=keep, pinned=pinned, batch=batch, below=below
-        ):
-            archive.archive_turns(conversation_id=conversation_id, turns=turns)
+        while True:
+            incarnation, turns = maintenance.trim_candidates(
+                store, conversation_id, keep=keep, pinned=pinned, batch=batch, below=below
+            )
+            if not turns:
+                break
+            # Copied under the incarnation they were read from, removed only from that one.
+            archive.archive_turns(
+                conversation_id=conversation_id, incarnation=incarnation, turns=turns
+            )
+            seqs = [turn["seq"] for turn in turns]
             removed, size = maintenance.remove_archived(
-                store, conversation_id, [turn["seq"] for turn in turns], pinned=pinned
+                store, conversation_id, seqs, pinned=pinned, incarnation=incarnation
             )
             archived += removed
             freed += size
             if len(turns) < batch:  # that was the last batch: spare a round trip
                 break
-    except CorruptSession as e:
+    except (CorruptSession, ArchiveConflict) as e:
         e.turns_archived = archived
         raise
     return TrimResult(conversation_id=conversation_id, turns_archived=archived, bytes_freed=freed)
@@ -158,9 +167,11 @@ def archive_idle(store, conversation_id):
     snapshot = maintenance.snapshot(store, conversation_id)
     state = {k: v for k, v in snapshot.session.items() if k != "history"}
     history = snapshot.session["history"]
-    archive.archive_turns(conversation_id=conversation_id, turns=history)
+    incarnation = snapshot.incarnation
+    archive.archive_turns(conversation_id=conversation_id, incarnation=incarnation, turns=history)
     row, created = archive.archive_session(
         conversation_id=conversation_id,
+        incarnation=incarnation,
         state=state,
         rev=snapshot.rev,
         next_seq=snapshot.next_seq,
@@ -168,7 +179,7 @@ def archive_idle(store, conversation_id):
         seen=snapshot.seen,
     )
     dropped = maintenance.drop_archived(
-        store, conversation_id, rev=snapshot.rev, seq=snapshot.next_seq
+        store, conversation_id, incarnation=incarnation, rev=snapshot.rev, seq=snapshot.next_seq
     )
     if dropped == maintenance.WRITTEN:
         # Written meanwhile, so not idle: it stays in Redis; its copied turns are harmless.
@@ -183,24 +194,37 @@ def archive_idle(store, conversation_id):
     )
 
 
-def restore_session(conversation_id: str, *, keep_turns: int | None = None) -> int:
+def restore_session(
+    conversation_id: str, *, keep_turns: int | None = None, incarnation: str | None = None
+) -> int:
     """Bring a session archived whole back into Redis with its last ``keep_turns`` turns.
 
-    The other turns stay in the archive, where `load(window=None)` finds them. Returns the
-    number of turns put back in Redis.
+    ``incarnation`` names which archived life of the id to restore (default: the last one
+    archived). The other turns stay in the archive, where `load(window=None)` finds them.
+    Refused with SessionExists while the id is live in Redis again. Returns the number of
+    turns put back in Redis.
     """
     keep = settings.ROBOTPERF_COMPACTION["KEEP_TURNS"] if keep_turns is None else keep_turns
     if keep < 0:
         raise ValueError(f"keep_turns must not be negative, got {keep}")
     with session_guard(conversation_id):
-        archived = archive.archived_session(conversation_id)
+        archived = archive.archived_session(conversation_id, incarnation)
         if archived is None:
             raise SessionNotFound(conversation_id)
         first = max(archived.next_seq - keep, 0)
-        turns = archive.archived_turns(conversation_id, from_seq=first) if keep else []
+        turns = (
+            archive.archived_turns(conversation_id, archived.incarnation, from_seq=first)
+            if keep
+            else []
+        )
         session = {**archived.state, "conversation_id": conversation_id}
         maintenance.restore(
-            get_store(), session, rev=archived.rev, next_seq=archived.next_seq, turns=turns
+            get_store(),
+            session,
+            incarnation=archived.incarnation,
+            rev=archived.rev,
+            next_seq=archived.next_seq,
+            turns=turns,
         )
         archived.delete()
     return len(turns)
@@ -329,7 +353,7 @@ def _migrate(store, report, conversation_ids):
                 moved = maintenance.legacy_size(store, cid)
             else:
                 moved = maintenance.migrate_legacy(store, cid)
-        except CorruptSession as e:
+        except (CorruptSession, StoreFull) as e:
             report.skip(cid, e)
             continue
         report.migrated += bool(moved)
@@ -366,6 +390,9 @@ def _compact_batch(store, policy, sizes, report, *, limit):
                 result = _compact(store, policy, size)
         except (CorruptSession, SessionNotFound, SessionBusy) as e:
             report.skip(cid, e)
+            continue
+        except StoreFull as e:  # what it could not write; the others may still free memory
+            report.failed.append({"conversation_id": cid, "error": str(e)})
             continue
         except StoreUnavailable:
             raise

@@ -13,10 +13,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from sessions_app import scripts
 from sessions_app.codec import Codec
@@ -30,7 +33,7 @@ from sessions_app.exceptions import (
     StoreUnavailable,
 )
 from sessions_app.keys import KeyLayout
-from sessions_app.protocol import ArchiveRead, Script, ask, raise_for
+from sessions_app.protocol import ArchiveRead, Script, ask, raise_for, refused, send, writes
 
 __all__ = [
     "AsyncConversationStore",
@@ -84,8 +87,27 @@ class _Store:
         self.url = safe_url(url)
         self.archive = archive
 
-    def _unavailable(self, error):
-        return StoreUnavailable(f"Redis at {self.url} is unreachable: {error}")
+    def _failed(self, error, request):
+        """The store's error for what redis-py raised while ``request`` was sent.
+
+        A write whose connection failed after it was sent may have happened: the error says so
+        (``maybe_written``), because neither "failed" nor "done" would be true. redis-py's own
+        retries are off for the same reason: resending a write that timed out would apply it
+        twice.
+        """
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+            sent = "connecting to" not in str(error)
+            maybe = sent and isinstance(request, list) and writes(request)
+            text = f"Redis at {self.url} is unreachable: {error}"
+            if maybe:
+                text += "; the write may have happened: load the conversation before retrying"
+            failure = StoreUnavailable(text)
+            failure.maybe_written = maybe
+        else:
+            failure = refused(error, Script("", [self.url], []))
+            failure = failure or StoreError(f"Redis at {self.url} failed: {error}")
+        failure.__cause__ = error
+        return failure
 
     def _no_archive(self):
         return StoreError("this store has no archive: archived turns cannot be read")
@@ -107,8 +129,10 @@ class ConversationStore(_Store):
 
     def __init__(self, cache, options, **store_options):
         self.cache = cache
-        pool = self.client.connection_pool.connection_kwargs
-        url = f"redis://{pool.get('host')}:{pool.get('port')}/{pool.get('db', 0)}"
+        pool = self.client.connection_pool
+        pool.set_retry(Retry(NoBackoff(), 0))  # see _failed: a write is never sent twice
+        kwargs = pool.connection_kwargs
+        url = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
         super().__init__(Codec(options), url=url, **store_options)
 
     @property
@@ -152,15 +176,20 @@ class ConversationStore(_Store):
         return self.run(self.core.size_breakdown(conversation_id))
 
     def run(self, operation):
-        """Drive one of the core's operations to its result."""
+        """Drive one of the core's operations to its result; what redis-py raises is thrown
+        into it as the store's error (it may carry on: a failed index update is not the
+        call's failure)."""
         try:
             request = next(operation)
             while True:
-                request = operation.send(self.execute(request))
+                try:
+                    answer = self.execute(request)
+                except redis.RedisError as e:
+                    request = operation.throw(self._failed(e, request))
+                else:
+                    request = operation.send(answer)
         except StopIteration as done:
             return done.value
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise self._unavailable(e) from e
         finally:
             # A call that failed half-way ends its spans here, in the context it began in.
             operation.close()
@@ -169,16 +198,22 @@ class ConversationStore(_Store):
         """The checked replies of one batch (core.Command and core.Script), in one round trip."""
         return self.run(ask(batch))
 
+    def send(self, batch):
+        """The replies of one batch, error replies as values, in one round trip."""
+        return self.run(send(batch))
+
     def raise_for(self, replies, batch):
         """``replies`` of ``batch``, raising the store's error for the first error among them."""
         return self.run(raise_for(replies, batch))
 
     def execute(self, request):
-        """The answer to one request of the core: a batch's replies, or archived turns."""
+        """The answer to one request of the core: a batch's replies, or archived turns; what
+        redis-py raises is raised as it is (`run` maps it)."""
         if isinstance(request, ArchiveRead):
             if self.archive is None:
                 raise self._no_archive()
-            return self.archive.turns(request.conversation_id, from_seq=request.from_seq)
+            cid, incarnation, first = request
+            return self.archive.turns(cid, incarnation, from_seq=first)
         pipe = self.client.pipeline(transaction=False)
         for item in request:
             self._queue(pipe, item)
@@ -238,7 +273,8 @@ class AsyncConversationStore(_Store):
         if client is None:
             for closed in [other for other in self._clients if other.is_closed()]:
                 del self._clients[closed]
-            options = dict(self._client_options)
+            # See _failed: a write is never sent twice, whatever the options ask.
+            options = {**self._client_options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 self._url, timeout=options.get("socket_timeout") or 5, **options
             )
@@ -255,11 +291,14 @@ class AsyncConversationStore(_Store):
         try:
             request = next(operation)
             while True:
-                request = operation.send(await self.execute(request))
+                try:
+                    answer = await self.execute(request)
+                except redis.RedisError as e:
+                    request = operation.throw(self._failed(e, request))
+                else:
+                    request = operation.send(answer)
         except StopIteration as done:
             return done.value
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise self._unavailable(e) from e
         finally:
             operation.close()
 
@@ -267,7 +306,8 @@ class AsyncConversationStore(_Store):
         if isinstance(request, ArchiveRead):
             if self.archive is None:
                 raise self._no_archive()
-            return await self.archive.aturns(request.conversation_id, from_seq=request.from_seq)
+            cid, incarnation, first = request
+            return await self.archive.aturns(cid, incarnation, from_seq=first)
         client = self.client
         pipe = client.pipeline(transaction=False)
         for item in request:

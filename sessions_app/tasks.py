@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from locks import LockHeld
+from locks import LockHeld, LockLost
 from sessions_app.actions import count_sessions
 from sessions_app.services import CompactionPolicy, compact_oversized
 from sessions_app.store import StoreUnavailable
@@ -34,9 +34,12 @@ JOB_OPTIONS = {
 # Idempotent: a run redelivered after a crash repeats nothing harmful.
 @shared_task(acks_late=True, **JOB_OPTIONS)
 def compact_oversized_sessions():
-    """Compact the oversized sessions with the policy in settings; the report as a dict."""
+    """Rebuild the indexes (the repair of any drift), then compact the oversized sessions
+    with the policy in settings; the report as a dict."""
     try:
-        return compact_oversized(CompactionPolicy.from_settings()).as_dict()
+        return compact_oversized(CompactionPolicy.from_settings(), rebuild=True).as_dict()
+    except LockLost as e:
+        return {"stopped": str(e)}
     except LockHeld:
         return {"skipped": "already running"}
 

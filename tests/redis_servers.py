@@ -2,6 +2,7 @@
 to restart empty, or to fill up (``maxmemory``). Each runs on a free loopback port and is
 stopped by its own pid, never by a command sent to a shared server."""
 
+import signal
 import socket
 import subprocess
 import time
@@ -59,3 +60,11 @@ class RedisServer:
 
     def client(self):
         return redis.Redis.from_url(self.url)
+
+    def pause(self):
+        """Stop it answering (SIGSTOP) without closing its connections, as a stalled server."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)

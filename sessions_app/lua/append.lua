@@ -1,3 +1,4 @@
+#!lua
 -- KEYS: state, turns. ARGV: ttl, then one encoded turn each.
 -- Appends the turns after the last one, numbering them. Returns {0, first seq, bytes added},
 -- or {1} when the conversation has no state.

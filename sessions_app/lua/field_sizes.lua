@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- KEYS: state, turns. The size of each state hash field, without sending or decoding a value:
 -- {field, bytes, field, bytes, ..., turns in Redis, seconds to live}; {} when there is no state.
 expect_types({'hash', 'list'})

@@ -1,3 +1,4 @@
+#!lua
 -- KEYS: state, turns. ARGV: n, then n triples of state field, old value, new value, then pairs
 -- of old and new turn items. Swaps in values re-encoded with the current codec, each only if
 -- it is still unchanged. Returns the change in bytes.

@@ -1,3 +1,4 @@
+#!lua
 -- KEYS: state, turns. ARGV: ttl, field count n, n pairs of state hash field and value (its
 -- byte count among them), then whole turn items. Puts an archived session back; refuses ({1})
 -- when either key exists. Returns {0}.

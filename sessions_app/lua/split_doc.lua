@@ -1,3 +1,4 @@
+#!lua
 -- KEYS: state. ARGV: the doc as it was read, then pairs of state field and encoded value.
 -- Replaces a state stored as one doc by one field per key, if the doc is still the one read.
 -- Returns the change in bytes, or false when the doc changed (or went) meanwhile.

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- KEYS: state, turns. ARGV: pinned, keep. How many turns, and bytes, a trim would move.
 expect_types({'hash', 'list'})
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end

@@ -1,3 +1,4 @@
+#!lua
 -- KEYS: state, turns. ARGV: ttl, expected rev, bot_config digest ('' keeps it), whole (1: the
 -- fields given are the whole state, drop the others), field count n, n pairs of state field
 -- and encoded value, then one encoded turn each, appended. Writes only if the rev is still the

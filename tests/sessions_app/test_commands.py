@@ -73,7 +73,7 @@ def test_compact_as_json_with_every_option(sessions):
     report = json.loads(output)
     assert report["compacted"] == 1
     assert report["turns_archived"] == 24
-    assert report["indexes"] == {"indexed": 4, "pruned": 0}
+    assert report["indexes"] == {"indexed": 4, "missing": 0, "pruned": 0}
     assert sessions.client.llen(sessions.keys.turns("long-0")) == 6
     assert sessions.client.llen(sessions.keys.turns("long-1")) == 30
 

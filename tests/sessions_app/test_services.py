@@ -13,7 +13,7 @@ from django.db import DatabaseError
 from sessions_app import archive, maintenance
 from sessions_app.archive import archive_turns
 from sessions_app.codec import LZ4_MAGIC
-from sessions_app.exceptions import SessionBusy
+from sessions_app.exceptions import SessionBusy, SessionExists
 from sessions_app.maintenance import WRITTEN
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (
@@ -29,7 +29,6 @@ from sessions_app.services import (
 from sessions_app.store import (
     CorruptSession,
     SessionNotFound,
-    StoreError,
     StoreUnavailable,
     get_store,
 )
@@ -130,13 +129,13 @@ def test_appends_after_a_trim_continue_the_sequence(store):
 
 def test_removal_takes_only_turns_still_there(store):
     save_session(store, "c1", turns=10)
-    turns = maintenance.trim_candidates(store, "c1", keep=4, pinned=0, batch=100, below=100)
-    archive_turns(conversation_id="c1", turns=turns)
+    inc, turns = maintenance.trim_candidates(store, "c1", keep=4, pinned=0, batch=100, below=100)
+    archive_turns(conversation_id="c1", incarnation=inc, turns=turns)
     seqs = [turn["seq"] for turn in turns]
     store.append_turns("c1", [make_turn(10)])
 
-    first = maintenance.remove_archived(store, "c1", seqs, pinned=0)
-    second = maintenance.remove_archived(store, "c1", seqs, pinned=0)
+    first = maintenance.remove_archived(store, "c1", seqs, pinned=0, incarnation=inc)
+    second = maintenance.remove_archived(store, "c1", seqs, pinned=0, incarnation=inc)
 
     assert first[0] == 6
     assert second == (0, 0)
@@ -147,8 +146,8 @@ def test_removal_takes_only_turns_still_there(store):
 def test_a_crash_between_copy_and_removal_is_repaired_by_the_next_trim(store):
     history = save_session(store, "c1", turns=20)
     # The first run copies its batch to the archive and stops before removing it from Redis.
-    turns = maintenance.trim_candidates(store, "c1", keep=5, pinned=0, batch=100, below=100)
-    archive_turns(conversation_id="c1", turns=turns)
+    inc, turns = maintenance.trim_candidates(store, "c1", keep=5, pinned=0, batch=100, below=100)
+    archive_turns(conversation_id="c1", incarnation=inc, turns=turns)
     assert redis_seqs(store, "c1") == list(range(20))
     assert archived_seqs("c1") == list(range(15))
     assert [t["seq"] for t in store.load("c1", window=None)["history"]] == list(range(20))
@@ -457,7 +456,7 @@ def test_rebuild_indexes_from_the_keys(store, redis_client):
 
     counts = rebuild_indexes(batch_size=1)
 
-    assert counts == {"indexed": 2, "pruned": 1}
+    assert counts == {"indexed": 2, "missing": 2, "pruned": 1}
     assert dict(maintenance.index_entries(store)) == expected
     assert redis_client.zcard(store.keys.index_seen) == 2
 
@@ -500,9 +499,10 @@ def test_an_idle_session_written_meanwhile_stays_in_redis(store):
     snapshot = maintenance.snapshot(store, "c1")
     store.append_turns("c1", [make_turn(5)])
 
-    assert (
-        maintenance.drop_archived(store, "c1", rev=snapshot.rev, seq=snapshot.next_seq) == WRITTEN
+    dropped = maintenance.drop_archived(
+        store, "c1", incarnation=snapshot.incarnation, rev=snapshot.rev, seq=snapshot.next_seq
     )
+    assert dropped == WRITTEN
     assert redis_seqs(store, "c1") == list(range(6))
 
 
@@ -512,7 +512,7 @@ def test_restore_refuses_a_session_that_is_in_redis(store, redis_client):
     compact_oversized(policy(idle_archive_after=60))
     save_session(store, "c1", turns=2)
 
-    with pytest.raises(StoreError, match="already in Redis"):
+    with pytest.raises(SessionExists, match="is live in Redis again"):
         restore_session("c1")
     assert ArchivedSession.objects.filter(conversation_id="c1").exists()
 
@@ -530,10 +530,10 @@ def test_trim_copies_before_it_removes(store, monkeypatch):
     removed_after_copy = []
     real_remove = maintenance.remove_archived
 
-    def remove_checking_the_archive(store, cid, seqs, *, pinned):
+    def remove_checking_the_archive(store, cid, seqs, **kwargs):
         assert set(archived_seqs(cid)) >= set(seqs), "removing turns that are not archived"
         removed_after_copy.extend(seqs)
-        return real_remove(store, cid, seqs, pinned=pinned)
+        return real_remove(store, cid, seqs, **kwargs)
 
     monkeypatch.setattr(maintenance, "remove_archived", remove_checking_the_archive)
     trim_history("c1", keep=5, batch_size=7)
@@ -677,10 +677,10 @@ def test_a_database_failure_is_reported_and_the_others_go_on(store, monkeypatch)
     save_session(store, "good", turns=30)
     real_archive = archive.archive_turns
 
-    def archive_but_bad(*, conversation_id, turns):
+    def archive_but_bad(*, conversation_id, **kwargs):
         if conversation_id == "bad":
             raise DatabaseError("database is locked")
-        real_archive(conversation_id=conversation_id, turns=turns)
+        real_archive(conversation_id=conversation_id, **kwargs)
 
     monkeypatch.setattr(archive, "archive_turns", archive_but_bad)
     report = compact_oversized(policy())

@@ -254,6 +254,7 @@ class TestLayout:
         assert set(redis_client.hkeys("rp:conv:{c1}:state")) == {
             b"rev",
             b"seq",
+            b"inc",
             b"cfg",
             b"archived",
             b"bytes",
@@ -453,8 +454,12 @@ class TestHostileValues:
             store, "c1", keep=1, pinned=0, batch=10, below=100
         ),
         "measure_trim": lambda store: maintenance.measure_trim(store, "c1", keep=1, pinned=0),
-        "remove_archived": lambda store: maintenance.remove_archived(store, "c1", [0], pinned=0),
-        "drop_archived": lambda store: maintenance.drop_archived(store, "c1", rev=1, seq=30),
+        "remove_archived": lambda store: maintenance.remove_archived(
+            store, "c1", [0], pinned=0, incarnation=""
+        ),
+        "drop_archived": lambda store: maintenance.drop_archived(
+            store, "c1", incarnation="", rev=1, seq=30
+        ),
     }
     # Calls that read the turns only (a state of the wrong type is not theirs to see).
     TURNS_ONLY = {

@@ -78,6 +78,23 @@ def test_the_task_compacts_in_a_worker_and_returns_the_report(store, worker, que
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("compaction_settings")
+def test_the_task_finds_a_session_that_its_failed_index_update_left_out(
+    store, redis_client, worker, queue
+):
+    """A write whose index commands failed (drift) is in no index: the scheduled run's rebuild
+    finds it, and compacts it in the same run."""
+    save_session(store, "long", turns=30)
+    redis_client.delete(store.keys.index_bytes, store.keys.index_seen)
+
+    report = compact_oversized_sessions.apply_async(queue=queue).get(timeout=30)
+
+    assert report["indexes"] == {"indexed": 1, "missing": 1, "pruned": 0}
+    assert report["compacted"] == 1
+    assert store.client.llen(store.keys.turns("long")) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("compaction_settings")
 def test_a_run_while_another_holds_the_lock_skips(store, worker, queue):
     save_session(store, "long", turns=30)
 
@@ -134,11 +151,11 @@ def flaky_compaction(monkeypatch):
     compact = tasks.compact_oversized
 
     def install(error):
-        def compact_once_failing(policy):
+        def compact_once_failing(policy, **options):
             retries.append(compact_oversized_sessions.request.retries)
             if len(retries) == 1:
                 raise error
-            return compact(policy)
+            return compact(policy, **options)
 
         monkeypatch.setattr(tasks, "compact_oversized", compact_once_failing)
         return retries
