@@ -64,13 +64,18 @@ def check_time(key, cid, score):
     return score
 
 
+def checked_time(key, cid, score):
+    """(time, None) of a score of the seen index, or (None, CorruptSession) if it is no time."""
+    try:
+        return check_time(key, cid, score), None
+    except CorruptSession as e:
+        return None, e
+
+
 def known_time(key, cid, reply):
     """A score of the seen index as a time; None for an error reply (an index of another type)
     or a score that is no time: the last write is then not known."""
-    try:
-        return None if isinstance(reply, Exception) else check_time(key, cid, reply)
-    except CorruptSession:
-        return None
+    return None if isinstance(reply, Exception) else checked_time(key, cid, reply)[0]
 
 
 def wrong_types(store, names=None):
@@ -82,6 +87,18 @@ def wrong_types(store, names=None):
         for key, kind in zip(names, types, strict=True)
         if kind not in (b"zset", b"none")
     ]
+
+
+def write(store, batch):
+    """The replies of index writes, None where the index holds another type: it is reported by
+    the scans (wrong_types) and left for an operator, not written over."""
+    replies = store.send(batch)
+    for i, (reply, request) in enumerate(zip(replies, batch, strict=True)):
+        try:
+            store.raise_for([reply], [request])
+        except CorruptSession:
+            replies[i] = None
+    return replies
 
 
 def _valid(key, pairs):

@@ -109,10 +109,8 @@ def session_rows(store, members, *, source):
 
 def _seen(store, cid, seen):
     """(time, "") of a score of the seen index, or (None, why) when it is no time."""
-    try:
-        return indexes.check_time(store.keys.index_seen, cid, seen), ""
-    except CorruptSession as e:
-        return None, str(e)
+    seen, error = indexes.checked_time(store.keys.index_seen, cid, seen)
+    return seen, str(error or "")
 
 
 def _row(store, cid, fields, turns, ttl, legacy, *, seen):

@@ -31,8 +31,7 @@ class SessionSize(NamedTuple):
     """The seq its next turn gets, when it was read."""
     bad_entry: CorruptSession | None = None
     """A bad index entry, reported: a score that is no size or time (the session is still
-    compacted, never idle), or (``exists`` False) a member that is no id, an index of another
-    type."""
+    compacted, never idle), or (``exists`` False) a member that is no id, an index of a type."""
 
 
 class Snapshot(NamedTuple):
@@ -98,11 +97,7 @@ def session_sizes(store, conversation_ids):
 
 
 def _session_size(store, batch, i, cid, replies, seen):
-    bad_entry = None
-    try:
-        seen = indexes.check_time(store.keys.index_seen, cid, seen)
-    except CorruptSession as e:
-        seen, bad_entry = None, e
+    seen, bad_entry = indexes.checked_time(store.keys.index_seen, cid, seen)
     try:
         (size, seq, rev), turns = store.raise_for(
             replies[2 * i : 2 * i + 2], batch[2 * i : 2 * i + 2]
@@ -128,10 +123,8 @@ def scan_index(store, cursor=0, *, batch=500):
     cursor, entries, bad = indexes.scan_step(store, cursor, batch=batch)
     sizes = session_sizes(store, [cid for cid, _ in entries])
     for i, (cid, score) in enumerate(entries):
-        try:
-            indexes.check_size(store.keys.index_bytes, cid, score)
-        except CorruptSession as e:
-            sizes[i] = sizes[i]._replace(bad_entry=sizes[i].bad_entry or e)
+        if error := indexes.size_error(store.keys.index_bytes, cid, score):
+            sizes[i] = sizes[i]._replace(bad_entry=sizes[i].bad_entry or error)
     unusable = [SessionSize(entry, 0, 0, None, False, bad_entry=e) for entry, e in wrong + bad]
     return cursor, unusable + sizes
 
@@ -157,7 +150,7 @@ def bot_config_digests(store, conversation_ids):
     for i in range(0, len(batch), 2):
         try:
             digest, _ = store.raise_for(replies[i : i + 2], batch[i : i + 2])
-            digest = digest and text_field(batch[i].key, f"field {fields.CFG!r}", digest)
+            digest = digest and text_field(batch[i].key, fields.CFG, digest)
         except CorruptSession as e:
             digest = e
         digests.append(digest)
@@ -200,7 +193,7 @@ def rebuild_indexes(store, *, batch=500):
         if sizes:
             now = dict.fromkeys(sizes, time.time())
             bytes_key, seen_key = store.keys.index_bytes, store.keys.index_seen
-            added, _ = _skip_wrong_types(
+            added, _ = indexes.write(
                 store,
                 [
                     Command("zadd", (bytes_key, sizes), bytes_key),
@@ -216,18 +209,6 @@ def rebuild_indexes(store, *, batch=500):
         gone = [size for size in sizes if not size.exists and size.bad_entry is None]
         pruned += prune_index(store, [size.conversation_id for size in gone])
     return {"indexed": indexed, "missing": missing, "pruned": pruned}
-
-
-def _skip_wrong_types(store, batch):
-    """The replies of ``batch``, None for a key of another type: an index that is no sorted
-    set is reported by the scan (indexes.wrong_types) and left for an operator."""
-    replies = store.send(batch)
-    for i, (reply, request) in enumerate(zip(replies, batch, strict=True)):
-        try:
-            store.raise_for([reply], [request])
-        except CorruptSession:
-            replies[i] = None
-    return replies
 
 
 def is_empty(store):
@@ -258,10 +239,8 @@ def legacy_size(store, conversation_id):
 
 
 def legacy_totals(store, *, batch=500):
-    """(blobs, bytes, keys of another type) of the legacy blobs still in Redis, found by SCAN.
-
-    A key of the pattern that holds another type is no blob: not counted, but listed, since
-    `load` of its id is a CorruptSession."""
+    """(blobs, bytes, keys of another type) of the legacy blobs still in Redis, found by SCAN:
+    a key of another type is no blob, but `load` of its id is a CorruptSession."""
     blobs, size, wrong_type = 0, 0, []
     for legacy_keys in scan_keys(store, store.keys.legacy_pattern, batch=batch):
         replies = store.send([Command("strlen", (key,)) for key in legacy_keys])
