@@ -134,7 +134,9 @@ CACHES = {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "django",
-        "OPTIONS": _REDIS_OPTIONS,
+        # Django's login sessions: its JSON contract (a datetime is a TypeError, as with
+        # Django's own session serializer), not the store's (a datetime becomes a string).
+        "OPTIONS": {**_REDIS_OPTIONS, "SERIALIZER": "sessions_app.codec.DjangoJSONSerializer"},
     },
     "sessions": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -149,7 +151,7 @@ CACHES = {
     },
 }
 
-# Django's own login sessions live in the default cache, JSON through the orjson serializer.
+# Django's own login sessions live in the default cache, as JSON, never pickled.
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 SESSION_CACHE_ALIAS = "default"
 

@@ -12,6 +12,7 @@ from robotperf.celery import app as celery_app
 from sessions_app.checks import check_no_cache_pickles
 
 SAFE = "sessions_app.codec.OrjsonSerializer"
+DJANGO_JSON = "sessions_app.codec.DjangoJSONSerializer"
 REDIS = "django_redis.cache.RedisCache"
 
 
@@ -30,7 +31,11 @@ def flagged(caches):
 
 
 def test_the_project_settings_pickle_nothing_and_the_check_is_registered():
-    assert all(config["OPTIONS"]["SERIALIZER"] == SAFE for config in settings.CACHES.values())
+    serializers = {
+        alias: config["OPTIONS"]["SERIALIZER"] for alias, config in settings.CACHES.items()
+    }
+    # The store's codec for conversations; Django's JSON contract for its login sessions.
+    assert serializers == {"sessions": SAFE, "default": DJANGO_JSON}
     assert check_no_cache_pickles() == []
     with override_settings(CACHES={"default": django_redis()}):
         assert [e.id for e in run_checks(tags=[Tags.caches])] == ["robotperf.E001"]
@@ -69,6 +74,7 @@ def test_an_alias_that_would_pickle_is_an_error_naming_it(config):
 def test_safe_serializers_and_in_process_caches_pass():
     caches = {
         "default": django_redis(SAFE),
+        "login": django_redis(DJANGO_JSON),
         "json": django_redis("django_redis.serializers.json.JSONSerializer"),
         "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     }
