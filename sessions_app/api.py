@@ -1,10 +1,11 @@
 """The conversation store's JSON API for the robot service: one GET, one async store call.
 
 ``GET <conversation_id>?window=20`` answers the session as ``load`` returns it (``window=all``:
-every turn) with a ``Server-Timing`` header of the load's phases; every error is JSON
-``{"error": ...}``: 400 bad input, 401 no or a wrong token (``ROBOTPERF_API``), 403 no token is
-configured outside DEBUG, 404 no such session, 405 not a GET, 500 the session cannot be read,
-503 Redis is unreachable.
+every turn) with a ``Server-Timing`` header of the load's phases (HEAD: the same status and
+headers, no body); every error is JSON ``{"error": ...}``: 400 bad input, 401 no or a wrong
+``Authorization: Bearer`` token (``ROBOTPERF_API``), 403 no token is configured outside DEBUG,
+404 no such session, 405 not a GET or HEAD, 500 the session cannot be read, 503 Redis is
+unreachable.
 """
 
 import itertools
@@ -31,6 +32,10 @@ async def session(request, conversation_id):
     with recording_phases() as calls:
         response = await load_session(request, conversation_id)
     response["Server-Timing"] = server_timing(calls, time.perf_counter_ns() - started)
+    if request.method == "HEAD":
+        # What GET would answer, without the body (not every server strips it).
+        response["Content-Length"] = len(response.content)
+        response.content = b""
     return response
 
 
@@ -38,9 +43,9 @@ async def load_session(request, conversation_id):
     refused = check_token(request)
     if refused is not None:
         return refused
-    if request.method != "GET":
+    if request.method not in ("GET", "HEAD"):
         response = error(405, f"method {request.method} not allowed: GET a session")
-        response["Allow"] = "GET"
+        response["Allow"] = "GET, HEAD"
         return response
     try:
         window = parse_window(request.GET.get("window"))
@@ -69,8 +74,9 @@ def check_token(request):
     token = settings.ROBOTPERF_API["TOKEN"]
     if not token:
         return None if settings.DEBUG else error(403, "the session API is off: set API_TOKEN")
-    sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if not constant_time_compare(sent, token):
+    # The scheme is required (RFC 6750): a bare token is refused like a wrong one.
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not constant_time_compare(sent, token):
         response = error(401, "send Authorization: Bearer <API_TOKEN>")
         response["WWW-Authenticate"] = "Bearer"
         return response
