@@ -14,12 +14,14 @@ import time
 from collections import defaultdict
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
-from sessions_app.store import CorruptSession, StoreUnavailable, get_async_store
+from sessions_app.store import CorruptSession, StoreUnavailable, get_async_store, get_store
 from sessions_app.tracing import recording_phases
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ async def load_session(request, conversation_id):
         return response
     try:
         window = parse_window(request.GET.get("window"))
-        loaded = await get_async_store().load(conversation_id, window=window)
+        loaded = await load(request, conversation_id, window)
         body = None if loaded is None else orjson.dumps(loaded)
     except ValueError as e:
         return error(400, str(e))
@@ -67,6 +69,20 @@ async def load_session(request, conversation_id):
     if body is None:
         return error(404, f"conversation {conversation_id!r} does not exist")
     return HttpResponse(body, content_type="application/json")
+
+
+async def load(request, conversation_id, window):
+    """The session, from the store that keeps one bounded pool for the process.
+
+    An ASGI server runs every request on its one event loop: the async store's client for that
+    loop serves them all. A WSGI server (runserver, gunicorn's gthread workers) runs this view
+    through async_to_sync, on a new event loop per request, where the async store would open a
+    pool per request that only the garbage collector closes: there the process's sync store
+    loads it, in the request's own thread.
+    """
+    if isinstance(request, ASGIRequest):
+        return await get_async_store().load(conversation_id, window=window)
+    return await sync_to_async(get_store().load)(conversation_id, window=window)
 
 
 def check_token(request):
