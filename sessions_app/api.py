@@ -1,4 +1,4 @@
-"""The conversation store's JSON API for the robot service: one GET, one async store call.
+"""The conversation store's JSON API for the robot service: one GET, one store call.
 
 ``GET <conversation_id>?window=20`` answers the session as ``load`` returns it (``window=all``:
 every turn) with a ``Server-Timing`` header of the load's phases (HEAD: the same status and
