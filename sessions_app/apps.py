@@ -11,4 +11,4 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self):
         checks.register(check_no_cache_pickles, checks.Tags.caches, checks.Tags.security)
-        checks.register(check_limits, checks.Tags.caches, checks.Tags.database)
+        checks.register(check_limits)
