@@ -1,7 +1,8 @@
 """The phoneme similarity JSON API, for the robot service: one POST, one service call.
 
 Answers with a ``Server-Timing`` header, and every error as JSON ``{"error": ...}``: 400 bad
-input, 405 not a POST, 413 a body over DATA_UPLOAD_MAX_MEMORY_SIZE, 502 the service failed.
+input, 405 not a POST, 413 a body over DATA_UPLOAD_MAX_MEMORY_SIZE, 502 the service failed, 503
+with ``Retry-After`` when every pooled connection stayed busy for the request's queue time.
 """
 
 import logging
@@ -13,7 +14,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from phonemes.client import PhonemeServiceError
+from phonemes.client import PhonemeServiceBusy, PhonemeServiceError
 from phonemes.services import phoneme_similarity
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ def score_pair(request):
         return error(413, f"request body is larger than the {limit} bytes accepted")
     except ValueError as e:
         return error(400, str(e))
+    except PhonemeServiceBusy as e:
+        response = error(503, str(e))
+        response["Retry-After"] = str(e.retry_after)
+        return response
     except PhonemeServiceError as e:
         # The service refusing the text (an unknown language) is the caller's mistake.
         return error(400 if e.status == 400 else 502, str(e))

@@ -199,12 +199,12 @@ class PhonemeCache:
         return found, bool(missing)
 
     def _fetch_all(self, keys, lang):
-        """Fetch texts concurrently: all but the first on worker threads, the first here."""
+        """Fetch texts concurrently: all but the first on worker threads, the first here; all
+        wait for a pooled connection until one deadline, the request's."""
         first, *rest = keys
-        futures = [
-            (k, self._fetcher().submit(self.client.phonemes, text_of(k), lang)) for k in rest
-        ]
-        fetched = {first: freeze(self.client.phonemes(text_of(first), lang))}
+        fetch = functools.partial(self.client.phonemes, deadline=self.client.deadline())
+        futures = [(k, self._fetcher().submit(fetch, text_of(k), lang)) for k in rest]
+        fetched = {first: freeze(fetch(text_of(first), lang))}
         for key, future in futures:
             fetched[key] = freeze(future.result())
         return fetched

@@ -7,6 +7,7 @@ interpreter exit and Celery worker-process shutdown.
 import asyncio
 import atexit
 import functools
+import math
 import os
 import threading
 import time
@@ -37,6 +38,15 @@ class PhonemeServiceError(Exception):
         self.status = status
 
 
+class PhonemeServiceBusy(PhonemeServiceError):
+    """Every pooled connection stayed busy for the lookup's whole queue time: try again after
+    ``retry_after`` seconds (the API answers 503 with Retry-After)."""
+
+    def __init__(self, url, cause, *, retry_after):
+        super().__init__(url, cause, status=503)
+        self.retry_after = retry_after
+
+
 class ServerFailure(Exception):
     """A 5xx answer, kept as the cause of the PhonemeServiceError raised after the last retry."""
 
@@ -61,15 +71,19 @@ class ClientConfig:
     """Connections kept to the service: per process (sync) and per event loop (async)."""
     keepalive: float = 30.0
     """Seconds an idle connection stays open for reuse."""
+    queue_timeout: float = 10.0
+    """Seconds a lookup may wait, in all, for a free pooled connection (lookups queue when all
+    are busy); past it, PhonemeServiceBusy."""
 
     def __post_init__(self):
         parts = urlsplit(self.url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ImproperlyConfigured(f"PHONEME_URL must be an http(s) URL, got {self.url!r}")
-        for name in ("connect_timeout", "read_timeout", "keepalive"):
-            if getattr(self, name) <= 0:
-                raise ImproperlyConfigured(f"phoneme client {name} must be > 0")
-        if self.retries < 0 or self.backoff < 0 or self.pool_size < 1:
+        for name in ("connect_timeout", "read_timeout", "keepalive", "queue_timeout"):
+            # Written so that NaN fails too; infinity is no timeout.
+            if not 0 < getattr(self, name) < math.inf:
+                raise ImproperlyConfigured(f"phoneme client {name} must be > 0 and finite")
+        if not (self.retries >= 0 and 0 <= self.backoff < math.inf and self.pool_size >= 1):
             raise ImproperlyConfigured("phoneme client retries/backoff >= 0 and pool_size >= 1")
 
     @classmethod
@@ -83,6 +97,7 @@ class ClientConfig:
             backoff=options["BACKOFF"],
             pool_size=options["POOL_SIZE"],
             keepalive=options["KEEPALIVE"],
+            queue_timeout=options["QUEUE_TIMEOUT"],
         )
 
 
@@ -94,6 +109,12 @@ class PhonemeClient:
         self.endpoint = config.url.rstrip("/") + "/phonemes"
         self._path = urlsplit(self.endpoint).path
         self._timeout = urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout)
+        self._async_timeout = functools.partial(
+            aiohttp.ClientTimeout,
+            total=None,
+            sock_connect=config.connect_timeout,
+            sock_read=config.read_timeout,
+        )
         self._reset()
         _live_clients.add(self)
 
@@ -104,20 +125,30 @@ class PhonemeClient:
 
     # --- sync -------------------------------------------------------------------------
 
-    def phonemes(self, text, lang):
-        """The phoneme tokens of ``text`` in ``lang``, as a list of strings."""
+    def phonemes(self, text, lang, *, deadline=None):
+        """The phoneme tokens of ``text`` in ``lang``, as a list of strings.
+
+        Waits for a free pooled connection until ``deadline`` (time.monotonic(); by default
+        queue_timeout from now), which lookups made for one request share.
+        """
         pool = self._pool or self._open_pool()
+        deadline = self.deadline() if deadline is None else deadline
         body = orjson.dumps({"text": text, "lang": lang})
         failure = None
         for delay in self._delays():
             if delay:
                 time.sleep(delay)
+            queue_time = deadline - time.monotonic()
+            if queue_time <= 0:
+                raise self._busy()
             try:
                 response = pool.urlopen(
                     "POST", self._path, body=body, headers=JSON_HEADERS,
-                    timeout=self._timeout, pool_timeout=self.config.connect_timeout,
+                    timeout=self._timeout, pool_timeout=queue_time,
                     retries=False, redirect=False,
                 )  # fmt: skip
+            except urllib3.exceptions.EmptyPoolError as e:
+                raise self._busy() from e
             except urllib3.exceptions.ReadTimeoutError as e:
                 raise PhonemeServiceError(self.endpoint, e) from e
             except urllib3.exceptions.HTTPError as e:
@@ -140,18 +171,29 @@ class PhonemeClient:
 
     # --- async ------------------------------------------------------------------------
 
-    async def aphonemes(self, text, lang):
+    async def aphonemes(self, text, lang, *, deadline=None):
         """The async twin of ``phonemes``, on this event loop's shared session."""
         session = self._session()
+        deadline = self.deadline() if deadline is None else deadline
         body = orjson.dumps({"text": text, "lang": lang})
         failure = None
         for delay in self._delays():
             if delay:
                 await asyncio.sleep(delay)
+            queue_time = deadline - time.monotonic()
+            if queue_time <= 0:
+                raise self._busy()
+            # aiohttp's connect timeout covers the wait for a pooled connection and the TCP
+            # connect: the queue time bounds the first, sock_connect the second.
+            timeout = self._async_timeout(connect=queue_time)
             try:
-                async with session.post(self.endpoint, data=body, headers=JSON_HEADERS) as r:
+                async with session.post(
+                    self.endpoint, data=body, headers=JSON_HEADERS, timeout=timeout
+                ) as r:
                     status, data = r.status, await r.read()
             except aiohttp.ConnectionTimeoutError as e:
+                if time.monotonic() >= deadline:
+                    raise self._busy() from e
                 failure = e
                 continue
             except TimeoutError as e:
@@ -175,9 +217,7 @@ class PhonemeClient:
                 connector=aiohttp.TCPConnector(
                     limit=config.pool_size, keepalive_timeout=config.keepalive
                 ),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=config.connect_timeout, sock_read=config.read_timeout
-                ),
+                timeout=self._async_timeout(connect=config.queue_timeout),
                 raise_for_status=False,
             )
             self._sessions[loop] = session
@@ -220,6 +260,19 @@ class PhonemeClient:
         self._reset()
 
     # --- shared -----------------------------------------------------------------------
+
+    def deadline(self):
+        """Until when a lookup starting now may wait for a pooled connection."""
+        return time.monotonic() + self.config.queue_timeout
+
+    def _busy(self):
+        # A busy connection comes free within one read timeout at the latest.
+        return PhonemeServiceBusy(
+            self.endpoint,
+            f"all {self.config.pool_size} connections stayed busy for the lookup's "
+            f"{self.config.queue_timeout:g} s queue time",
+            retry_after=math.ceil(self.config.read_timeout),
+        )
 
     def _delays(self):
         """Seconds to sleep before each attempt: none first, then exponential backoff."""

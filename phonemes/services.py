@@ -14,6 +14,10 @@ from rapidfuzz.distance import Levenshtein
 from phonemes.cache import get_cache
 from phonemes.models import PhonemeCacheEntry
 
+# No cache row is a century old: a longer age means nothing, and a far longer one would
+# put the cutoff before the first date a datetime can hold.
+MAX_OLDER_THAN = timedelta(days=36_500)
+
 
 @dataclass(frozen=True, slots=True)
 class Similarity:
@@ -64,8 +68,10 @@ def evict_stale(
 ) -> EvictReport:
     """Delete rows unused for ``older_than``, then the least recently used until the table is
     under ``max_rows`` and ``max_bytes``; ``batch`` rows per statement, so no long lock."""
-    if older_than < timedelta(0) or max_rows < 0 or max_bytes < 0 or batch < 1:
-        raise ValueError("older_than, max_rows and max_bytes must be >= 0, batch >= 1")
+    if not timedelta(0) <= older_than <= MAX_OLDER_THAN:
+        raise ValueError(f"older_than must be from 0 to {MAX_OLDER_THAN.days} days")
+    if max_rows < 0 or max_bytes < 0 or batch < 1:
+        raise ValueError("max_rows and max_bytes must be >= 0, batch >= 1")
     cutoff = timezone.now() - older_than
     entries = PhonemeCacheEntry.objects.all()
     totals = entries.aggregate(rows=Count("id"), bytes=Coalesce(Sum("size_bytes"), 0))

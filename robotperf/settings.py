@@ -134,7 +134,9 @@ CACHES = {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "django",
-        "OPTIONS": _REDIS_OPTIONS,
+        # Django's login sessions: its JSON contract (a datetime is a TypeError, as with
+        # Django's own session serializer), not the store's (a datetime becomes a string).
+        "OPTIONS": {**_REDIS_OPTIONS, "SERIALIZER": "sessions_app.codec.DjangoJSONSerializer"},
     },
     "sessions": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -149,7 +151,7 @@ CACHES = {
     },
 }
 
-# Django's own login sessions live in the default cache, JSON through the orjson serializer.
+# Django's own login sessions live in the default cache, as JSON, never pickled.
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 SESSION_CACHE_ALIAS = "default"
 
@@ -229,6 +231,9 @@ ROBOTPERF_PHONEMES = {
     "RETRIES": env_int("PHONEME_RETRIES", 2),
     "BACKOFF": float(os.environ.get("PHONEME_BACKOFF", "0.05")),
     "POOL_SIZE": env_int("PHONEME_POOL_SIZE", 10),
+    # Seconds a request's lookups may wait for a free pooled connection when all are busy;
+    # past it the API answers 503 with Retry-After.
+    "QUEUE_TIMEOUT": float(os.environ.get("PHONEME_QUEUE_TIMEOUT", "10")),
     "KEEPALIVE": float(os.environ.get("PHONEME_KEEPALIVE", "30")),
     "MAX_TEXT_LENGTH": env_int("PHONEME_MAX_TEXT_LENGTH", 1000),
     # Tier 1, in each process: bounded by entries and by bytes, whichever is reached first.

@@ -1,10 +1,11 @@
-"""The conversation store's JSON API for the robot service: one GET, one async store call.
+"""The conversation store's JSON API for the robot service: one GET, one store call.
 
 ``GET <conversation_id>?window=20`` answers the session as ``load`` returns it (``window=all``:
-every turn) with a ``Server-Timing`` header of the load's phases; every error is JSON
-``{"error": ...}``: 400 bad input, 401 no or a wrong token (``ROBOTPERF_API``), 403 no token is
-configured outside DEBUG, 404 no such session, 405 not a GET, 500 the session cannot be read,
-503 Redis is unreachable.
+every turn) with a ``Server-Timing`` header of the load's phases (HEAD: the same status and
+headers, no body); every error is JSON ``{"error": ...}``: 400 bad input, 401 no or a wrong
+``Authorization: Bearer`` token (``ROBOTPERF_API``), 403 no token is configured outside DEBUG,
+404 no such session, 405 not a GET or HEAD, 500 the session cannot be read, 503 Redis is
+unreachable.
 """
 
 import itertools
@@ -13,12 +14,14 @@ import time
 from collections import defaultdict
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
-from sessions_app.store import CorruptSession, StoreUnavailable, get_async_store
+from sessions_app.store import CorruptSession, StoreUnavailable, get_async_store, get_store
 from sessions_app.tracing import recording_phases
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ async def session(request, conversation_id):
     with recording_phases() as calls:
         response = await load_session(request, conversation_id)
     response["Server-Timing"] = server_timing(calls, time.perf_counter_ns() - started)
+    if request.method == "HEAD":
+        # What GET would answer, without the body (not every server strips it).
+        response["Content-Length"] = len(response.content)
+        response.content = b""
     return response
 
 
@@ -38,13 +45,13 @@ async def load_session(request, conversation_id):
     refused = check_token(request)
     if refused is not None:
         return refused
-    if request.method != "GET":
+    if request.method not in ("GET", "HEAD"):
         response = error(405, f"method {request.method} not allowed: GET a session")
-        response["Allow"] = "GET"
+        response["Allow"] = "GET, HEAD"
         return response
     try:
         window = parse_window(request.GET.get("window"))
-        loaded = await get_async_store().load(conversation_id, window=window)
+        loaded = await load(request, conversation_id, window)
         body = None if loaded is None else orjson.dumps(loaded)
     except ValueError as e:
         return error(400, str(e))
@@ -64,13 +71,28 @@ async def load_session(request, conversation_id):
     return HttpResponse(body, content_type="application/json")
 
 
+async def load(request, conversation_id, window):
+    """The session, from the store that keeps one bounded pool for the process.
+
+    An ASGI server runs every request on its one event loop: the async store's client for that
+    loop serves them all. A WSGI server (runserver, gunicorn's gthread workers) runs this view
+    through async_to_sync, on a new event loop per request, where the async store would open a
+    pool per request that only the garbage collector closes: there the process's sync store
+    loads it, in the request's own thread.
+    """
+    if isinstance(request, ASGIRequest):
+        return await get_async_store().load(conversation_id, window=window)
+    return await sync_to_async(get_store().load)(conversation_id, window=window)
+
+
 def check_token(request):
     """None when the caller may read sessions, else the error to answer."""
     token = settings.ROBOTPERF_API["TOKEN"]
     if not token:
         return None if settings.DEBUG else error(403, "the session API is off: set API_TOKEN")
-    sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if not constant_time_compare(sent, token):
+    # The scheme is required (RFC 6750): a bare token is refused like a wrong one.
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not constant_time_compare(sent, token):
         response = error(401, "send Authorization: Bearer <API_TOKEN>")
         response["WWW-Authenticate"] = "Bearer"
         return response

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 from django.core import checks
 from django.utils.translation import gettext_lazy as _
 
-from sessions_app.checks import check_no_cache_pickles
+from sessions_app.checks import check_limits, check_no_cache_pickles
 
 
 class SessionsAppConfig(AppConfig):
@@ -11,3 +11,4 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self):
         checks.register(check_no_cache_pickles, checks.Tags.caches, checks.Tags.security)
+        checks.register(check_limits)

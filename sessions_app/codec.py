@@ -1,8 +1,8 @@
 """The conversation store's codec: an orjson serializer and an lz4 compressor for django-redis,
 the one format of a stored turn (``<seq>|payload``), and the digest that names a bot_config.
 
-The serializer and compressor plug into ``CACHES["sessions"]["OPTIONS"]`` by dotted path;
-neither ever uses pickle. Nothing here needs Django's settings.
+The serializers and compressor plug into a cache alias's ``OPTIONS`` by dotted path; none
+ever uses pickle. Nothing here needs Django's settings.
 """
 
 import hashlib
@@ -13,6 +13,7 @@ from decimal import Decimal
 import lz4.frame
 import orjson
 import pyzstd
+from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from django_redis.compressors.base import BaseCompressor
@@ -94,6 +95,15 @@ class OrjsonSerializer(BaseSerializer):
             raise CodecError(f"cannot decode stored value: {e}") from e
         except RecursionError as e:
             raise CodecError("cannot decode stored value: nested too deeply") from e
+
+
+class DjangoJSONSerializer(OrjsonSerializer):
+    """Django's JSON contract, for its login sessions: what JSON cannot hold (a datetime,
+    Decimal, UUID...) raises TypeError naming its type, as Django's own session serializer does,
+    instead of coming back as a string. Values read as OrjsonSerializer reads them."""
+
+    def dumps(self, value):
+        return signing.JSONSerializer().dumps(value)
 
 
 class Lz4Compressor(BaseCompressor):

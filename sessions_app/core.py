@@ -13,8 +13,8 @@ import threading
 import time
 from typing import NamedTuple
 
+from sessions_app import kept_turns, legacy
 from sessions_app import keys as fields
-from sessions_app import legacy
 from sessions_app.codec import bot_config_digest, split_turn_item, turn_item
 from sessions_app.exceptions import (
     CodecError,
@@ -226,9 +226,10 @@ class StoreCore:
         with traced("robot-v2.save-conversation"):
             state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
             if "_rev" in session:
-                # Turns outside the loaded window are never dropped: only those without a
-                # seq are new.
+                # Turns outside the loaded window are never dropped, and those with a seq are
+                # stored already (editing or removing one is refused): the others are new.
                 new_turns = [t for t in session.get("history") or [] if "seq" not in t]
+                yield from kept_turns.check_unchanged(self, cid, session)
                 return (
                     yield from self._update(
                         cid, state, session.get("bot_config"), new_turns, session["_rev"], True
@@ -471,6 +472,8 @@ class StoreCore:
         """(digest or '', the commands that store the bot_config once) for a write."""
         if bot_config is None:
             return "", []
+        if not isinstance(bot_config, dict):  # a load could never read anything else back
+            raise TypeError(f"bot_config must be a JSON object (dict), got {type(bot_config)}")
         digest = bot_config_digest(bot_config)
         key = self.keys.bot_config(digest)
         command = Command("set", (key, self.codec.encode(bot_config), self.ttl or None), key)

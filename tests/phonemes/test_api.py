@@ -1,6 +1,12 @@
 """The similarity JSON endpoint, end to end through Django and the real phoneme server."""
 
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from django.test import Client
 
 from phonemes.client import get_client
 from tests.phonemes.conftest import dead_url
@@ -81,3 +87,60 @@ def test_an_unexpected_failure_is_a_500_json(client, monkeypatch, caplog):
     assert response.status_code == 500
     assert response.json() == {"error": "internal error"}
     assert "boom" in caplog.text
+
+
+def post_concurrently(bodies):
+    """The responses to ``bodies`` posted at once, each from a thread of its own."""
+    start = threading.Barrier(len(bodies))
+
+    def post(body):
+        start.wait()
+        return Client().post(URL, body, content_type="application/json")
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(post, bodies))
+
+
+@pytest.mark.django_db(transaction=True)
+class TestABusyPool:
+    def test_lookups_queue_for_a_connection_within_the_queue_time(self, phoneme_settings, service):
+        phoneme_settings.ROBOTPERF_PHONEMES = {
+            **phoneme_settings.ROBOTPERF_PHONEMES,
+            "POOL_SIZE": 2,
+            "QUEUE_TIMEOUT": 10.0,
+        }
+        service.latency = 0.05
+        # 60 distinct texts through 2 connections: about 1.5 s of queueing, well past the
+        # connect timeout (0.5 s) that used to bound the wait.
+        bodies = [{"text_1": f"cat {i}", "text_2": f"bat {i}"} for i in range(30)]
+
+        responses = post_concurrently(bodies)
+
+        assert [r.status_code for r in responses] == [200] * 30
+        assert service.phoneme_requests == 60
+        assert service.connections <= 2
+
+    def test_past_the_queue_time_the_answer_is_503_with_retry_after(
+        self, phoneme_settings, service
+    ):
+        phoneme_settings.ROBOTPERF_PHONEMES = {
+            **phoneme_settings.ROBOTPERF_PHONEMES,
+            "POOL_SIZE": 1,
+            "QUEUE_TIMEOUT": 0.3,
+        }
+        service.latency = 0.2
+        alone = Client().post(URL, {"text_1": "cat", "text_2": "bat"}, "application/json")
+        assert alone.status_code == 200
+        bodies = [{"text_1": f"cat {i}", "text_2": f"bat {i}"} for i in range(12)]
+
+        started = time.monotonic()
+        responses = post_concurrently(bodies)
+
+        statuses = Counter(r.status_code for r in responses)
+        assert set(statuses) <= {200, 503}, statuses  # never a 502
+        assert statuses[503] >= 6, statuses  # 24 lookups of 0.2 s each, one connection
+        busy = [r for r in responses if r.status_code == 503]
+        assert {r["Retry-After"] for r in busy} == {"1"}  # the read timeout, 0.5 s, rounded up
+        assert all("stayed busy" in r.json()["error"] for r in busy)
+        # Nobody waited much past the queue time (plus the one request being served).
+        assert time.monotonic() - started < 3

@@ -2,11 +2,19 @@
 
 import asyncio
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from phonemes.client import ClientConfig, PhonemeClient, PhonemeServiceError, get_client
+from phonemes.client import (
+    ClientConfig,
+    PhonemeClient,
+    PhonemeServiceBusy,
+    PhonemeServiceError,
+    get_client,
+)
 from tests.phonemes.conftest import dead_url
 
 
@@ -146,6 +154,49 @@ class TestAsync:
         assert service.phoneme_requests == 1
 
 
+class TestABusyPool:
+    """More lookups than connections: they queue up to the queue time, then PhonemeServiceBusy."""
+
+    def gather(self, client, texts):
+        async def main():
+            try:
+                lookups = (client.aphonemes(text, "en") for text in texts)
+                return await asyncio.gather(*lookups, return_exceptions=True)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(main())
+
+    def test_async_lookups_queue_past_the_connect_timeout(self, phoneme_server, service):
+        service.latency = 0.05
+        client = make_client(phoneme_server.url, pool_size=2, queue_timeout=10.0)
+        # 40 lookups through 2 connections: about 1 s of queueing, twice the connect timeout.
+        results = self.gather(client, [f"word {i}" for i in range(40)])
+        assert [type(r) for r in results] == [list] * 40
+        assert service.connections <= 2
+
+    def test_async_lookups_past_the_queue_time_are_busy(self, phoneme_server, service):
+        service.latency = 0.3
+        client = make_client(phoneme_server.url, pool_size=1, queue_timeout=0.2)
+        results = self.gather(client, [f"word {i}" for i in range(4)])
+        busy = [r for r in results if isinstance(r, PhonemeServiceBusy)]
+        assert len(busy) == 3
+        assert {(b.status, b.retry_after) for b in busy} == {(503, 1)}
+        assert service.phoneme_requests == 1
+
+    def test_sync_lookups_share_the_deadline_they_are_given(self, phoneme_server, service):
+        service.latency = 0.3
+        client = make_client(phoneme_server.url, pool_size=1, queue_timeout=10.0)
+        with ThreadPoolExecutor(1) as other:
+            first = other.submit(client.phonemes, "cat", "en")
+            time.sleep(0.1)  # the only connection is now busy for 0.2 s more
+            with pytest.raises(PhonemeServiceBusy, match="stayed busy"):
+                client.phonemes("bat", "en", deadline=time.monotonic() + 0.05)
+            assert first.result() == ["k", "a", "t"]
+        assert client.phonemes("bat", "en") == ["b", "a", "t"]
+        client.close()
+
+
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_opens_its_own_connection(phoneme_client, service):
     assert phoneme_client.phonemes("cat", "en") == ["k", "a", "t"]
@@ -175,8 +226,11 @@ def test_a_forked_child_opens_its_own_connection(phoneme_client, service):
     [
         ({"url": "ftp://example.org"}, r"http\(s\) URL, got 'ftp://example.org'"),
         ({"url": "not a url"}, r"http\(s\) URL, got 'not a url'"),
-        ({"connect_timeout": 0}, "connect_timeout must be > 0"),
+        ({"connect_timeout": 0}, "connect_timeout must be > 0 and finite"),
         ({"retries": -1}, "retries"),
+        ({"queue_timeout": 0}, "queue_timeout must be > 0 and finite"),
+        ({"read_timeout": float("nan")}, "read_timeout must be > 0 and finite"),
+        ({"keepalive": float("inf")}, "keepalive must be > 0 and finite"),
     ],
 )
 def test_bad_configuration_is_refused(overrides, message):

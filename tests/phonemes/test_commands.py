@@ -14,6 +14,7 @@ import urllib3
 from django.core.management import CommandError, call_command
 
 from tests.phonemes.test_services import make_entry, remaining
+from tests.sessions_app.test_commands import manage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +69,33 @@ class TestEvictPhonemeCache:
         with pytest.raises(CommandError, match="must be"):
             evict(*args)
         assert remaining() == ["kept"]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["evict_phoneme_cache", "--older-than-days", "inf"],
+            "CommandError: --older-than-days must be a number from 0 to 36500, got inf",
+        ),
+        (
+            ["evict_phoneme_cache", "--older-than-days", "1e10"],
+            "CommandError: --older-than-days must be a number from 0 to 36500, got 1e+10",
+        ),
+        (
+            ["evict_phoneme_cache", "--older-than-days", "nan"],
+            "CommandError: --older-than-days must be a number from 0 to 36500, got nan",
+        ),
+        (
+            ["run_phoneme_server", "--port", "70000"],
+            "CommandError: --port must be from 0 to 65535, got 70000",
+        ),
+    ],
+    ids=["inf-days", "1e10-days", "nan-days", "port-70000"],
+)
+def test_manage_py_impossible_numbers_exit_one_with_one_line(tmp_path, args, line):
+    done = manage(*args, tmp_path=tmp_path)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (1, [line])
 
 
 class TestRunPhonemeServer:

@@ -189,11 +189,17 @@ class TestEvictStale:
         assert (report.remaining_rows, report.remaining_bytes) == (3, 10 + 20 + 50)
 
     @pytest.mark.parametrize(
-        "bad", [{"max_rows": -1}, {"max_bytes": -5}, {"older_than": timedelta(days=-1)}]
+        ("bad", "message"),
+        [
+            ({"max_rows": -1}, ">= 0"),
+            ({"max_bytes": -5}, ">= 0"),
+            ({"older_than": timedelta(days=-1)}, "from 0 to 36500 days"),
+            ({"older_than": timedelta.max}, "from 0 to 36500 days"),
+        ],
     )
-    def test_negative_limits_are_refused(self, bad):
+    def test_impossible_limits_are_refused(self, bad, message):
         make_entry("kept", days_ago=400)
-        with pytest.raises(ValueError, match=">= 0"):
+        with pytest.raises(ValueError, match=message):
             evict_stale(**{**self.LIMITS, **bad})
         assert remaining() == ["kept"]
 

@@ -24,13 +24,13 @@ def api_token(settings):
     settings.ROBOTPERF_API = {"TOKEN": TOKEN}
 
 
-async def request(path, *, query="", method="GET", token=TOKEN):
+async def request(path, *, query="", method="GET", token=TOKEN, scheme="Bearer "):
     """(status, headers, body) of one request to the ASGI application, with the token."""
-    auth = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    auth = [(b"authorization", f"{scheme}{token}".encode())] if token else []
     return await http_request(path, method=method, query=query, headers=auth)
 
 
-def get(path, **kwargs):
+def raw(path, **kwargs):
     """One request on a fresh event loop, whose store client is closed before the loop is."""
 
     async def main():
@@ -39,7 +39,11 @@ def get(path, **kwargs):
         finally:
             await get_async_store().aclose()
 
-    status, headers, body = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def get(path, **kwargs):
+    status, headers, body = raw(path, **kwargs)
     return status, headers, orjson.loads(body)
 
 
@@ -110,8 +114,25 @@ class TestErrors:
     def test_only_get(self, method):
         status, headers, body = get("/api/sessions/c1", method=method)
         assert status == 405
-        assert headers["allow"] == "GET"
+        assert headers["allow"] == "GET, HEAD"
         assert "GET" in body["error"]
+
+    @pytest.mark.parametrize(
+        "path", ["/api/sessions/a/b", "/api/sessions/", "/api/", "/api/sessions/a/..", "/api/x"]
+    )
+    def test_a_path_that_names_no_session_is_a_json_404(self, path):
+        # a%2Fb reaches the application decoded, as two segments; a client resolves "..".
+        status, headers, body = get(path)
+        assert status == 404
+        assert headers["content-type"] == "application/json"
+        assert body == {"error": f"no API at {path!r}"}
+
+    @pytest.mark.parametrize("path", ["/api/sessions/a%2Fb", "/api/sessions/..", "/api/"])
+    def test_through_a_wsgi_server_too(self, client, path):
+        response = client.get(path, headers={"authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/json"
+        assert "error" in response.json()
 
     def test_redis_down_is_a_503_naming_nothing_of_it(self, monkeypatch, settings):
         options = settings.CACHES["sessions"]["OPTIONS"]
@@ -166,15 +187,49 @@ def test_lifespan_shutdown_closes_the_loops_store_client():
     assert not any(connection.is_connected for connection in used)
 
 
+class TestHead:
+    def test_head_answers_as_get_without_the_body(self):
+        save_session(get_store(), "c1", turns=30)
+        _, got, body = raw("/api/sessions/c1", query="window=5")
+        status, headers, empty = raw("/api/sessions/c1", query="window=5", method="HEAD")
+        assert status == 200
+        assert empty == b""
+        assert headers["content-type"] == got["content-type"] == "application/json"
+        assert int(headers["content-length"]) == len(body)
+        assert "store" in timings(headers["server-timing"])
+
+    @pytest.mark.parametrize(("token", "status"), [(TOKEN, 404), ("wrong", 401)])
+    def test_head_of_an_error_is_the_errors_status(self, token, status):
+        got, headers, empty = raw("/api/sessions/nobody", method="HEAD", token=token)
+        assert (got, empty) == (status, b"")
+        assert headers["content-type"] == "application/json"
+
+
 class TestToken:
-    @pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x"])
-    def test_no_or_a_wrong_token_is_refused(self, store, token):
+    @pytest.mark.parametrize(
+        ("token", "scheme"),
+        [
+            (None, ""),
+            ("wrong", "Bearer "),
+            (TOKEN + "x", "Bearer "),
+            (TOKEN, ""),
+            (TOKEN, "Basic "),
+        ],
+        ids=["none", "wrong", "longer", "bare", "other-scheme"],
+    )
+    def test_no_or_a_wrong_token_is_refused(self, store, token, scheme):
         save_session(store, "c1", turns=3)
-        status, headers, body = get("/api/sessions/c1", token=token)
+        status, headers, body = get("/api/sessions/c1", token=token, scheme=scheme)
         assert status == 401
         assert headers["www-authenticate"] == "Bearer"
         assert "API_TOKEN" in body["error"]
         assert "turn" not in orjson.dumps(body).decode()
+
+    def test_the_scheme_is_case_insensitive(self, store):
+        save_session(store, "c1", turns=3)
+        status, _, body = get("/api/sessions/c1", scheme="bearer ")
+        assert status == 200
+        assert body["conversation_id"] == "c1"
 
     def test_without_a_configured_token_the_api_is_off_outside_debug(self, store, settings):
         settings.ROBOTPERF_API = {"TOKEN": ""}

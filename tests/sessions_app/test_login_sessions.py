@@ -1,16 +1,19 @@
-"""Django's login sessions in Redis: JSON through the orjson serializer, never pickle.
+"""Django's login sessions in Redis: JSON with Django's own contract, never pickle.
 
 Whoever can write a pickle into Redis must not be able to run code in the web process.
 """
 
 import pickle
-from datetime import timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import orjson
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.cache import SessionStore
+from django.core.signing import JSONSerializer
 from django.utils import timezone
 
 pytestmark = pytest.mark.django_db
@@ -113,3 +116,37 @@ def test_messages_kept_in_the_session_round_trip(admin_client, redis_client, set
     shown = admin_client.get(response["Location"])
 
     assert any("tutors" in str(m) for m in shown.context["messages"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [datetime(2025, 3, 3, 8, 0, tzinfo=UTC), Decimal("1.10"), uuid.uuid4(), date(2025, 3, 3)],
+    ids=["datetime", "Decimal", "UUID", "date"],
+)
+def test_a_value_json_cannot_hold_is_a_type_error_as_with_djangos_serializer(redis_client, value):
+    name = type(value).__name__
+    with pytest.raises(TypeError, match=f"Object of type {name} is not JSON serializable"):
+        JSONSerializer().dumps({"when": value})  # Django's own session serializer
+    session = SessionStore()
+    session["when"] = value
+
+    with pytest.raises(TypeError, match=f"Object of type {name} is not JSON serializable"):
+        session.save()
+
+    assert redis_client.dbsize() == 0
+
+
+def test_login_sessions_keep_what_django_json_keeps(redis_client):
+    session = SessionStore()
+    session.update({"ids": (1, 2), "by_number": {3: "three"}, "price": "1.10"})
+    session.save()
+
+    loaded = SessionStore(session.session_key)
+
+    assert dict(loaded) == {"ids": [1, 2], "by_number": {"3": "three"}, "price": "1.10"}
+
+
+def test_the_conversation_store_still_writes_datetimes_as_strings(store):
+    moment = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
+    store.save({"conversation_id": "c1", "started": moment, "history": []})
+    assert store.load("c1")["started"] == "2025-03-03T08:00:00+00:00"

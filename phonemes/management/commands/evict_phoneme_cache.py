@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from phonemes.services import evict_stale
+from phonemes.services import MAX_OLDER_THAN, evict_stale
 
 
 class Command(BaseCommand):
@@ -25,8 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["table", "json"], default="table")
 
     def handle(self, *, older_than_days, max_rows, max_bytes, batch, dry_run, format, **options):
-        if older_than_days < 0:
-            raise CommandError("--older-than-days must be >= 0")
+        # A comparison that NaN fails too; inf and 1e10 would overflow timedelta.
+        if not 0 <= older_than_days <= MAX_OLDER_THAN.days:
+            raise CommandError(
+                f"--older-than-days must be a number from 0 to {MAX_OLDER_THAN.days}, "
+                f"got {older_than_days:g}"
+            )
         try:
             report = evict_stale(
                 older_than=timedelta(days=older_than_days),

@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from phonemes.server import G2PError, PhonemeService, serve
 
+MAX_PORT = 65_535
+
 
 class Command(BaseCommand):
     help = "Serve POST /phonemes {text, lang} -> {phonemes: [...]} with espeak-ng."
@@ -19,6 +21,8 @@ class Command(BaseCommand):
     def handle(self, *, host, port, latency_ms, fail_first, **options):
         if port < 0 or latency_ms < 0 or fail_first < 0:
             raise CommandError("--port, --latency-ms and --fail-first must be >= 0")
+        if port > MAX_PORT:
+            raise CommandError(f"--port must be from 0 to {MAX_PORT}, got {port}")
         try:
             service = PhonemeService(latency_ms=latency_ms, fail_first=fail_first)
             serve(service, host=host, port=port, on_ready=self._announce)
