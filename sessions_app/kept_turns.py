@@ -13,7 +13,7 @@ from sessions_app import keys as fields
 from sessions_app import legacy
 from sessions_app.codec import split_turn_item
 from sessions_app.exceptions import CodecError, CorruptSession
-from sessions_app.protocol import ArchiveRead, Command, ask, int_field
+from sessions_app.protocol import ArchiveRead, Command, ask, int_field, text_field
 
 
 def check_unchanged(core, cid, session):
@@ -72,9 +72,9 @@ def stored_turns(core, cid, first, end):
         # first) items. LRANGE goes first: a turn appended after the HMGET read is not missed.
         batch = [
             Command("lrange", (turns_key, -span, -1), turns_key),
-            Command("hmget", (state_key, fields.SEQ, fields.ARCHIVED), state_key),
+            Command("hmget", (state_key, fields.SEQ, fields.ARCHIVED, fields.INC), state_key),
         ]
-        items, (next_seq, archived) = yield from ask(batch)
+        items, (next_seq, archived, incarnation) = yield from ask(batch)
         if next_seq is None:
             return (yield from legacy_turns(core, cid, first, end))
         next_seq = int_field(state_key, fields.SEQ, next_seq)
@@ -90,7 +90,8 @@ def stored_turns(core, cid, first, end):
         if first <= seq < end:
             stored[seq] = (turns_key, payload)
     if len(stored) < end - first and archived not in (None, b"0"):
-        for turn in (yield ArchiveRead(cid, first)):
+        incarnation = text_field(state_key, fields.INC, incarnation)
+        for turn in (yield ArchiveRead(cid, incarnation, first)):
             seq = turn.pop("seq")
             if seq < end:
                 stored.setdefault(seq, ("archive", turn))
