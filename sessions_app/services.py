@@ -14,7 +14,7 @@ from operator import attrgetter
 from django.conf import settings
 from django.db import DatabaseError
 
-from locks import LockHeld, exclusive
+from locks import LockHeld, LockUnavailable, exclusive
 from sessions_app import archive, maintenance
 from sessions_app.compaction import (
     Action,
@@ -56,6 +56,8 @@ def session_guard(conversation_id):
             yield
     except LockHeld:
         raise SessionBusy(conversation_id, "is busy: another operation on it is running") from None
+    except LockUnavailable as e:
+        raise StoreUnavailable(str(e)) from e
 
 
 def trim_history(
