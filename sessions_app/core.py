@@ -10,10 +10,9 @@ import logging
 import operator
 import secrets
 import threading
-import time
 from typing import NamedTuple
 
-from sessions_app import kept_turns, legacy
+from sessions_app import indexing, kept_turns, legacy
 from sessions_app import keys as fields
 from sessions_app.codec import bot_config_digest, split_turn_item, turn_item
 from sessions_app.exceptions import (
@@ -21,10 +20,12 @@ from sessions_app.exceptions import (
     CorruptSession,
     SessionNotFound,
     StaleRevision,
-    StoreError,
-    StoreUnavailable,
 )
 from sessions_app.protocol import (
+    EXISTS,
+    NOT_FOUND,
+    ONE_DOC,
+    STALE,
     ArchiveRead,
     Command,
     Script,
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 # Keys of a session that are not state, and keys `load` adds for the caller.
 SPLIT_KEYS = frozenset({"history", "bot_config"})
 META_KEYS = frozenset({"_rev", "_turns"})
-OK, NOT_FOUND, STALE, ONE_DOC, EXISTS = 0, 1, 2, 3, 4
 
 
 class Shape(NamedTuple):
@@ -267,8 +267,8 @@ class StoreCore:
             predicted = _items_size(shape.seq if shape else 0, payloads)
             phase("redis")
             script = Script("append", keys, [self.ttl, *payloads])
-            reply = yield from self._write(
-                cid, script, predicted, lambda reply: reply[2], digest=shape and shape.digest
+            reply = yield from indexing.write(
+                self, cid, script, predicted, lambda reply: reply[2], digest=shape and shape.digest
             )
             if reply[0] == NOT_FOUND:
                 if not (yield from legacy.migrate_blob(self, cid)):
@@ -291,9 +291,7 @@ class StoreCore:
         # The DEL's reply alone decides; the indexes follow it (drift when they fail).
         replies = yield batch
         (deleted,) = yield from raise_for(replies[:1], batch[:1])
-        for request, answer in zip(batch[1:], replies[1:], strict=True):
-            if not _ok(answer):
-                self._drift(cid, request, answer)
+        indexing.drifted(self, cid, zip(batch[1:], replies[1:], strict=True))
         return deleted > 0
 
     def _update(self, cid, state, bot_config, new_turns, expected_rev, whole, phase=None):
@@ -311,8 +309,8 @@ class StoreCore:
             phase("redis")
         script = Script("update_state", keys, args)
         known_digest = digest or (shape and shape.digest)
-        reply = yield from self._write(
-            cid, script, predicted, lambda reply: reply[2], config_commands, known_digest
+        reply = yield from indexing.write(
+            self, cid, script, predicted, lambda reply: reply[2], config_commands, known_digest
         )
         status = reply[0]
         if status == NOT_FOUND:
@@ -342,7 +340,7 @@ class StoreCore:
         for session in sessions:
             cid = fields.check_cid(session.get("conversation_id"))
             script, config_commands, _ = self._replace_script(cid, session, initial_rev=1)
-            batch += [*config_commands, script, *self._index(cid)]
+            batch += [*config_commands, script, *indexing.index_commands(self, cid)]
             scripts.append((len(batch) - 2, cid))
         replies = yield from ask(batch)
         moves = {cid: replies[at][4] - replies[at][3] for at, cid in scripts}
@@ -368,8 +366,8 @@ class StoreCore:
         script, config_commands, shape = self._replace_script(
             cid, session, initial_rev=initial_rev, create_only=create_only
         )
-        reply = yield from self._write(
-            cid, script, None, lambda reply: reply[4] - reply[3], config_commands
+        reply = yield from indexing.write(
+            self, cid, script, None, lambda reply: reply[4] - reply[3], config_commands
         )
         if reply[0] == EXISTS:
             return None
@@ -377,96 +375,8 @@ class StoreCore:
         self._remember(cid, shape._replace(rev=rev, seq=first + shape.seq))
         if created and self.legacy_reads:
             legacy_key = self.keys.legacy(cid)
-            yield from self.follow_up(cid, [Command("delete", (legacy_key,), legacy_key)])
+            yield from indexing.follow_up(self, cid, [Command("delete", (legacy_key,), legacy_key)])
         return rev
-
-    def _write(self, cid, script, predicted, delta, before=(), digest=None):
-        """Run a conversation's write script with what goes beside it, in one round trip.
-
-        The script's reply alone decides the call's result. Beside it go ``before`` (the shared
-        bot_config it names), its time in the seen index, its bytes in the bytes index, moved
-        by ``predicted`` (None: not known yet), and the TTL of the bot_config ``digest`` names.
-        A second round trip, only when needed, corrects the bytes index by what
-        ``delta(reply)`` says it moved and retries what failed beside the script: a failure
-        there is drift (see `follow_up`), never the caller's error.
-        """
-        index = self._index(cid, predicted)
-        if digest and self.ttl:
-            index.append(Command("expire", (self.keys.bot_config(digest), self.ttl)))
-        batch = [*before, script, *index]
-        replies = yield batch
-        at = len(before)
-        bump = index[1] if predicted else None
-        moved = predicted if bump is not None and _ok(replies[at + 2]) else 0
-        try:
-            (reply,) = yield from raise_for(replies[at : at + 1], [script])
-        except StoreError:
-            if moved:  # the write did not happen: neither does its move of the index
-                yield from self.follow_up(cid, [self._bump(cid, -moved)])
-            raise
-        if reply[0] == NOT_FOUND:
-            # The index commands ran for a conversation that is not there: take them back.
-            self._shapes.pop(cid, None)
-            yield from self.follow_up(
-                cid,
-                [
-                    Command("zrem", (self.keys.index_bytes, cid)),
-                    Command("zrem", (self.keys.index_seen, cid)),
-                ],
-            )
-            return reply
-        failed = [
-            (request, answer)
-            for request, answer in zip(batch, replies, strict=True)
-            if not _ok(answer) and request is not script and request is not bump
-        ]
-        for request, answer in failed:
-            self._drift(cid, request, answer)
-        again = [request for request, _ in failed]
-        actual = delta(reply) if reply[0] == OK else 0
-        if actual != moved:
-            again.append(Command("zincrby", (self.keys.index_bytes, actual - moved, cid)))
-        if again:
-            yield from self.follow_up(cid, again)
-        return reply
-
-    def follow_up(self, cid, batch):
-        """Send index (and shared bot_config) commands that follow a write that happened.
-
-        Their failure is drift: logged with the key, counted in ``drift``, and repaired by
-        the next index rebuild (`compact_sessions --rebuild-indexes`, the scheduled
-        compaction); the write's caller is never told it failed.
-        """
-        try:
-            replies = yield batch
-        except StoreUnavailable as e:
-            replies = [e] * len(batch)
-        for request, answer in zip(batch, replies, strict=True):
-            if not _ok(answer):
-                self._drift(cid, request, answer)
-
-    def _drift(self, cid, request, error):
-        with self._lock:
-            self.drift += 1
-        key = request.key or request.args[0]
-        log.warning(
-            "index drift: %s on %r for conversation %r failed after its write: %s",
-            request.name,
-            key,
-            cid,
-            error,
-        )
-
-    def _index(self, cid, predicted=None):
-        """The index updates that go beside a write: its time, and its predicted bytes."""
-        index = [Command("zadd", (self.keys.index_seen, {cid: time.time()}))]
-        if predicted:
-            index.append(self._bump(cid, predicted))
-        return index
-
-    def _bump(self, cid, delta):
-        """Move an indexed conversation's bytes; one not in the index stays out of it."""
-        return Command("zadd", (self.keys.index_bytes, {cid: delta}, False, True, False, True))
 
     def bot_config_commands(self, bot_config):
         """(digest or '', the commands that store the bot_config once) for a write."""
@@ -487,10 +397,6 @@ class StoreCore:
 
     def _remember(self, cid, shape):
         _bounded_put(self._lock, self._shapes, cid, shape, self.cache_size * 16)
-
-
-def _ok(reply):
-    return not isinstance(reply, Exception)
 
 
 def _bounded_put(lock, cache, key, value, size):

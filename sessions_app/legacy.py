@@ -4,6 +4,7 @@ legacy key per conversation), and the first release's state stored as one ``doc`
 Each function is a generator of the core's protocol, taking the core (core.py).
 """
 
+from sessions_app import indexing
 from sessions_app import keys as fields
 from sessions_app.codec import without_non_finite
 from sessions_app.exceptions import CorruptSession, SessionNotFound
@@ -123,4 +124,6 @@ def split_doc(core, cid):
     batch = [Script("split_doc", [state_key], args)]
     (delta,) = yield from ask(batch)
     if delta:
-        yield from core.follow_up(cid, [Command("zincrby", (core.keys.index_bytes, delta, cid))])
+        yield from indexing.follow_up(
+            core, cid, [Command("zincrby", (core.keys.index_bytes, delta, cid))]
+        )

@@ -8,7 +8,7 @@ and the indexes are updated beside it from what the script reports.
 import time
 from typing import NamedTuple
 
-from sessions_app import indexes, legacy
+from sessions_app import indexes, indexing, legacy
 from sessions_app import keys as fields
 from sessions_app.codec import turn_item
 from sessions_app.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreFull
@@ -62,7 +62,7 @@ def scan_keys(store, pattern, *, batch=500):
 
 def _follow(store, cid, batch):
     """Index commands after a write that happened: their failure is drift, not the caller's."""
-    store.run(store.core.follow_up(cid, batch))
+    store.run(indexing.follow_up(store.core, cid, batch))
 
 
 def _move_index(store, cid, delta):

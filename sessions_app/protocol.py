@@ -12,6 +12,8 @@ from sessions_app.exceptions import CorruptSession, StoreError, StoreFull, Store
 MAX_WINDOW = 2**53
 # A counter of a state hash (rev, seq, bytes, archived): a Lua number holds it exactly.
 MAX_COUNT = 2**53
+# What a write script's reply starts with (see lua/*.lua).
+OK, NOT_FOUND, STALE, ONE_DOC, EXISTS = 0, 1, 2, 3, 4
 # What may change Redis: a batch holding one of these is a write.
 WRITE_COMMANDS = frozenset({"delete", "expire", "set", "zadd", "zincrby", "zrem"})
 READ_ONLY_SCRIPTS = frozenset({"field_sizes", "trim_head", "trim_measure"})
