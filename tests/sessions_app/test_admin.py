@@ -7,11 +7,13 @@ Against the tests' real Redis database and the test database.
 import json
 
 import pytest
+from django.contrib import admin
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.template.defaultfilters import filesizeformat
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -497,3 +499,149 @@ def test_the_dashboard_speaks_vietnamese(admin_client):
     assert "Session sizes" not in page
     english = admin_client.get(url("dashboard"), headers={"accept-language": "en"})
     assert "Session sizes" in english.content.decode()
+
+
+# --- what a conversation id may hold, and who may post ------------------------------------
+
+XSS = "<img src=x onerror=alert(1)>"  # ids may hold anything but braces
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+
+
+def assert_escaped(page, address):
+    assert ESCAPED in page, address
+    assert XSS not in page, address
+
+
+def test_a_conversation_id_is_escaped_on_every_page_that_shows_it(admin_client, store):
+    save_session(store, XSS, turns=40)
+    for view in ("changelist", "change", "profile", "trim", "compact", "delete", "history"):
+        address = url(view) if view == "changelist" else url(view, XSS)
+        response = admin_client.get(address)
+        assert response.status_code == 200, address
+        assert_escaped(response.content.decode(), address)
+    bulk = admin_client.post(url("bulk"), {"action": "trim", "_selected_action": [XSS]})
+    assert_escaped(bulk.content.decode(), "bulk confirm")
+    done = admin_client.post(url("trim", XSS), {"keep": 10, "pinned": 0}, follow=True)
+    assert f"{ESCAPED}: trimmed; kept 10 turns, archived 30" in done.content.decode()
+    assert_escaped(done.content.decode(), "the message after a trim")
+
+
+def test_each_confirm_page_names_the_conversation_in_its_sentence(admin_client, store):
+    save_session(store, XSS, turns=3)
+    for view in ("trim", "compact", "delete"):
+        page = admin_client.get(url(view, XSS)).content.decode()
+        assert f"Conversation <strong>{ESCAPED}</strong>." in page, view
+        crumb = f'<a href="{url("change", XSS)}">{ESCAPED}</a>'
+        assert crumb in page, view
+
+
+def test_the_restore_confirm_page_escapes_the_conversation_id(admin_client, store):
+    save_session(store, XSS, turns=3)
+    admin_client.post(url("delete", XSS))
+    row = ArchivedSession.objects.get(conversation_id=XSS)
+    changelist = reverse("admin:sessions_app_archivedsession_changelist")
+    for page in (
+        admin_client.get(changelist),
+        admin_client.post(changelist, {"action": "restore_selected", "_selected_action": [row.pk]}),
+    ):
+        assert page.status_code == 200
+        assert_escaped(page.content.decode(), "archived sessions")
+    assert b"restore-form" in page.content
+
+
+@pytest.fixture
+def csrf_client():
+    """A superuser's client that checks CSRF tokens, as a browser's requests are checked."""
+    user = get_user_model().objects.create_superuser("csrf", password="pw")
+    checked = Client(enforce_csrf_checks=True)
+    checked.force_login(user)
+    return checked
+
+
+@pytest.mark.usefixtures("sessions")
+def test_every_action_refuses_a_post_without_a_csrf_token(csrf_client, store):
+    redis_before = {
+        key: store.client.lrange(key, 0, -1) if key.endswith("turns") else store.client.hgetall(key)
+        for key in (store.keys.state(BIG), store.keys.turns(BIG))
+    }
+    posts = {
+        url("trim", BIG): {"keep": 1, "pinned": 0},
+        url("compact", BIG): {},
+        url("delete", BIG): {"discard": "on"},
+        url("compact_now"): {},
+        url("bulk"): {"action": "delete", "_selected_action": [BIG], "confirm": "yes"},
+        url("profile", BIG): {"runs": 1, "window": 1},
+    }
+    for address, data in posts.items():
+        response = csrf_client.post(address, data)
+        assert response.status_code == 403, address
+        assert b"CSRF verification failed" in response.content, address
+    assert {
+        key: store.client.lrange(key, 0, -1) if key.endswith("turns") else store.client.hgetall(key)
+        for key in redis_before
+    } == redis_before
+    assert not ArchivedTurn.objects.exists()
+    assert not ArchivedSession.objects.exists()
+    assert not LogEntry.objects.exists()
+    # The same client with the page's token is let through: the refusal was the token's.
+    token = csrf_client.get(url("trim", BIG)).context["csrf_token"]
+    response = csrf_client.post(
+        url("trim", BIG), {"keep": 1, "pinned": 0, "csrfmiddlewaretoken": str(token)}
+    )
+    assert response.status_code == 302
+    assert store.client.llen(store.keys.turns(BIG)) == 1
+
+
+# --- the archive is read-only; restoring needs its permission -----------------------------
+
+
+@pytest.fixture
+def archived(admin_client, sessions):
+    """BIG archived whole (by the admin's Delete), so both archive tables have rows."""
+    admin_client.post(url("delete", BIG))
+    assert ArchivedTurn.objects.filter(conversation_id=BIG).count() == 300
+    return ArchivedSession.objects.get(conversation_id=BIG)
+
+
+@pytest.mark.parametrize("model", [ArchivedTurn, ArchivedSession])
+def test_nobody_deletes_archive_rows_in_the_admin_not_even_a_superuser(
+    admin_client, archived, model, rf, admin_user
+):
+    request = rf.get("/")
+    request.user = admin_user
+    model_admin = admin.site._registry[model]
+    assert not model_admin.has_delete_permission(request)
+    assert "delete_selected" not in model_admin.get_actions(request)
+    name = model._meta.model_name
+    changelist = reverse(f"admin:sessions_app_{name}_changelist")
+    row = model.objects.filter(conversation_id=BIG).first()
+    count = model.objects.count()
+
+    assert b'value="delete_selected"' not in admin_client.get(changelist).content
+    delete_page = reverse(f"admin:sessions_app_{name}_delete", args=[row.pk])
+    assert admin_client.get(delete_page).status_code == 403
+    assert admin_client.post(delete_page, {"post": "yes"}).status_code == 403
+    admin_client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"}
+    )
+
+    assert model.objects.count() == count
+
+
+def test_restore_needs_the_restore_permission(client, staff, archived, store):
+    grant(staff, "view_archivedsession", "view_archivedturn")
+    changelist = reverse("admin:sessions_app_archivedsession_changelist")
+    page = client.get(changelist)
+    assert page.status_code == 200
+    assert b"restore_selected" not in page.content
+
+    data = {"action": "restore_selected", "_selected_action": [archived.pk], "post": "yes"}
+    client.post(changelist, data)
+
+    assert ArchivedSession.objects.filter(pk=archived.pk).exists()
+    assert not store.client.exists(store.keys.state(BIG), store.keys.turns(BIG))
+    # With the permission, the same post restores it.
+    grant(staff, "restore_archivedsession")
+    client.post(changelist, data)
+    assert not ArchivedSession.objects.filter(pk=archived.pk).exists()
+    assert store.client.exists(store.keys.state(BIG))
