@@ -1,7 +1,9 @@
 """The conversation store against the tests' real Redis database: every test runs against the
 sync store and the async one (driven by an event loop of its own, see stores.py)."""
 
+import asyncio
 import json
+import signal
 import threading
 import time
 
@@ -9,9 +11,11 @@ import pytest
 from django.conf import settings
 from django_redis.cache import RedisCache
 
-from sessions_app import maintenance
+from sessions_app import keys, maintenance
 from sessions_app.codec import CodecError
+from sessions_app.services import trim_history
 from sessions_app.store import (
+    AsyncConversationStore,
     ConversationStore,
     CorruptSession,
     SessionNotFound,
@@ -19,6 +23,7 @@ from sessions_app.store import (
     StoreUnavailable,
     get_store,
 )
+from tests.redis_servers import RedisServer, free_port
 from tests.sessions_app.stores import AsyncStoreFromThreads
 
 
@@ -587,3 +592,190 @@ class TestHostileValues:
             before = time.time()
             write()
             assert redis_client.zscore(store.keys.index_seen, "c1") >= before
+
+
+# --- what each write keeps, checked through the public calls -----------------------------
+
+
+def stored_bytes(client, store, cid):
+    """What a conversation holds in Redis, measured: its state fields plus its turn items."""
+    state_key = store.keys.state(cid)
+    names = [n for n in client.hkeys(state_key) if n.startswith(keys.STATE_PREFIX.encode())]
+    state = sum(client.hstrlen(state_key, name) for name in names)
+    return state + sum(map(len, client.lrange(store.keys.turns(cid), 0, -1)))
+
+
+def seqs(session):
+    return [turn["seq"] for turn in session["history"]]
+
+
+class TestWhatWritesKeep:
+    def test_a_key_removed_from_a_loaded_session_stays_removed(self, store, redis_client):
+        store.save(make_session())
+        loaded = store.load("c1")
+        del loaded["input_slots"]
+
+        store.save(loaded)
+
+        again = store.load("c1", window=None)
+        assert "input_slots" not in again
+        assert again["record"] == make_session()["record"]
+        assert not redis_client.hexists(store.keys.state("c1"), keys.state_field("input_slots"))
+        assert int(redis_client.hget(store.keys.state("c1"), keys.BYTES)) == stored_bytes(
+            redis_client, store, "c1"
+        )
+
+    @pytest.mark.parametrize("write", ["save", "append_turns", "save a loaded dict"])
+    def test_a_write_of_more_than_a_thousand_turns_stores_each_once(
+        self, store, redis_client, write
+    ):
+        count = 2501  # the scripts push in slices of 1000: two full slices and a part
+        turns = [{"role": "user", "content": f"turn {i}"} for i in range(count)]
+        if write == "save":
+            store.save({**make_session(turns=0), "history": turns})
+        elif write == "append_turns":
+            store.save(make_session(turns=0))
+            assert store.append_turns("c1", turns) == list(range(count))
+        else:
+            store.save(make_session(turns=0))
+            loaded = store.load("c1")
+            loaded["history"] += turns
+            store.save(loaded)
+
+        full = store.load("c1", window=None)
+        assert seqs(full) == list(range(count))
+        assert contents(full) == [f"turn {i}" for i in range(count)]
+        assert full["_turns"] == count
+        assert redis_client.llen(store.keys.turns("c1")) == count
+        assert int(redis_client.hget(store.keys.state("c1"), keys.BYTES)) == stored_bytes(
+            redis_client, store, "c1"
+        )
+
+    def test_saves_of_a_loaded_session_with_new_turns_keep_the_byte_count_exact(
+        self, store, redis_client
+    ):
+        store.save(make_session(turns=5))
+        for n in range(4):
+            loaded = store.load("c1", window=3)
+            loaded["history"] += [
+                {"role": "user", "content": f"new {n} " + "x" * 300 * n},
+                {"role": "assistant", "content": f"reply {n}"},
+            ]
+            loaded["record"] = {"LOOP_COUNT": [n] * (n + 1), "HISTORY_QUESTION": ["q"] * n}
+            # Another writer appends between the load and the save: the save must count it.
+            get_store().append_turns("c1", [{"role": "user", "content": f"meanwhile {n}"}])
+            store.save(loaded)
+
+            measured = stored_bytes(redis_client, store, "c1")
+            assert int(redis_client.hget(store.keys.state("c1"), keys.BYTES)) == measured, n
+            assert redis_client.zscore(store.keys.index_bytes, "c1") == measured, n
+        assert store.load("c1", window=None)["_turns"] == 5 + 4 * 3
+
+    @pytest.mark.django_db(transaction=True)
+    def test_replacing_a_trimmed_session_keeps_its_archived_turns(self, store, redis_client):
+        store.save(make_session(turns=30))
+        trim_history("c1", keep=5)
+        assert redis_client.hget(store.keys.state("c1"), keys.ARCHIVED) == b"25"
+        again = [{"role": "user", "content": f"again {i}"} for i in range(3)]
+
+        store.save({**make_session(turns=0), "history": again})
+
+        assert redis_client.hget(store.keys.state("c1"), keys.ARCHIVED) == b"25"
+        full = store.load("c1", window=None)
+        assert seqs(full) == [*range(25), 30, 31, 32]
+        assert contents(full) == [f"turn {i}" for i in range(25)] + [t["content"] for t in again]
+        assert full["_turns"] == 33
+
+    @pytest.mark.django_db(transaction=True)
+    def test_windows_over_pinned_turns_return_exactly_the_last_turns(self, store, redis_client):
+        store.save(make_session(turns=30))
+        trim_history("c1", keep=5, pinned=2)
+        items = redis_client.lrange(store.keys.turns("c1"), 0, -1)
+        assert [int(item.split(b"|")[0]) for item in items] == [0, 1, 25, 26, 27, 28, 29]
+
+        for window in (0, 1, 3, 5, 6, 7, 8, 25, 28, 29, 30, 31, None):
+            first = 0 if window is None else max(30 - window, 0)
+            loaded = store.load("c1", window=window)
+            assert seqs(loaded) == list(range(first, 30)), window
+            assert contents(loaded) == [f"turn {i}" for i in range(first, 30)], window
+
+
+@pytest.fixture(params=["sync", "async"])
+def private_store(request, settings, tmp_path):
+    """(a redis-server of this test's own, a store on it with short timeouts): sync or async."""
+    server = RedisServer(tmp_path).start()
+    sessions = settings.CACHES["sessions"]
+    options = {**sessions["OPTIONS"], "SOCKET_TIMEOUT": 0.5, "SOCKET_CONNECT_TIMEOUT": 0.5}
+    settings.CACHES = {
+        **settings.CACHES,
+        "sessions": {**sessions, "LOCATION": server.url, "OPTIONS": options},
+    }
+    both = AsyncStoreFromThreads() if request.param == "async" else None
+    try:
+        yield server, both or get_store()
+    finally:
+        server.kill()
+        if both is not None:
+            both.close()
+
+
+class TestRedisMisbehaving:
+    def test_every_call_reloads_its_script_after_script_flush(self, private_store):
+        server, store = private_store
+        client = server.client()
+        try:
+            client.script_flush()
+            rev = store.save(make_session(turns=3))
+            client.script_flush()
+            assert store.append_turns("c1", [{"role": "user", "content": "appended"}]) == [3]
+            client.script_flush()
+            rev = store.update_state("c1", {"user_id": "u-2"}, expected_rev=rev)
+            client.script_flush()
+            loaded = store.load("c1")
+            loaded["history"].append({"role": "assistant", "content": "saved"})
+            assert store.save(loaded) == rev + 1
+            client.script_flush()
+            assert store.size_breakdown("c1")["turns"] == 5
+        finally:
+            client.close()
+        full = store.load("c1", window=None)
+        assert contents(full) == ["turn 0", "turn 1", "turn 2", "appended", "saved"]
+        assert full["user_id"] == "u-2"
+
+    def test_a_redis_that_stops_answering_is_unavailable_not_a_raw_timeout(self, private_store):
+        server, store = private_store
+        store.save(make_session(turns=3))
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=rf"127\.0\.0\.1:{server.port}"):
+                store.load("c1")
+            with pytest.raises(StoreUnavailable, match="is unreachable"):
+                store.append_turns("c1", [{"role": "user"}])
+            assert time.monotonic() - started < 30
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert store.load("c1")["_turns"] in (3, 4)
+
+    def test_the_async_stores_errors_never_show_the_password(self):
+        port = free_port()  # nothing listens there
+        options = settings.CACHES["sessions"]["OPTIONS"]
+
+        async def load(url):
+            store = AsyncConversationStore.from_url(
+                url, options, client_options={"socket_connect_timeout": 0.5}
+            )
+            try:
+                return await store.load("c1")
+            finally:
+                await store.aclose()
+
+        for url, shown in (
+            (f"redis://:hunter2@127.0.0.1:{port}/0", f"redis://:***@127.0.0.1:{port}/0"),
+            (f"redis://robot:hunter2@127.0.0.1:{port}/3", f"robot:***@127.0.0.1:{port}/3"),
+        ):
+            with pytest.raises(StoreUnavailable, match="is unreachable") as raised:
+                asyncio.run(load(url))
+            assert shown in str(raised.value)
+            assert "hunter2" not in str(raised.value)
+            assert "hunter2" not in repr(raised.value.args)
