@@ -17,6 +17,7 @@ from sessions_app.exceptions import SessionBusy, SessionExists
 from sessions_app.maintenance import WRITTEN
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (
+    COMPACTION_LOCK,
     Action,
     CompactionPolicy,
     compact_oversized,
@@ -33,7 +34,7 @@ from sessions_app.store import (
     get_store,
 )
 from tests.redis_servers import RedisServer
-from tests.sessions_app.factories import make_turn, save_session
+from tests.sessions_app.factories import make_turn, save_session, stored_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -735,3 +736,44 @@ def test_re_encoding_skips_turns_that_cannot_change_and_swaps_those_that_can(sto
     assert redis_client.lrange(turns_key, 0, 2) == before
     assert redis_client.lindex(turns_key, 3).startswith(b"3|" + LZ4_MAGIC)
     assert store.load("c1", window=1)["history"] == [{**long_turn, "seq": 3}]
+
+
+def test_the_compaction_lock_outlives_its_timeout_by_renewal_at_every_batch(
+    store, redis_client, settings, caplog
+):
+    settings.ROBOTPERF_COMPACTION = {**settings.ROBOTPERF_COMPACTION, "LOCK_TIMEOUT": 1}
+    # More sessions than a ZSET keeps as a listpack, so the index is scanned in several steps.
+    for n in range(300):
+        save_session(store, f"s-{n:03d}", turns=1)
+    lock_key = settings.ROBOTPERF_LOCKS["KEY_PREFIX"] + COMPACTION_LOCK
+    ttls = []
+
+    def slow_progress(scanned):
+        ttls.append(redis_client.pttl(lock_key))
+        time.sleep(0.4)
+
+    started = time.monotonic()
+    report = compact_oversized(policy(batch_size=50), progress=slow_progress)
+
+    assert report.scanned == 300
+    assert time.monotonic() - started > 1.5, "the run outlasted the lock's 1 s timeout"
+    assert len(ttls) >= 4
+    assert min(ttls) > 700, f"the lock was not renewed at each batch: {ttls} ms left"
+    assert not redis_client.exists(lock_key), "released by its owner at the end"
+    assert "expired before the run ended" not in caplog.text
+
+
+def test_a_restore_of_more_than_a_thousand_turns_puts_each_back_once(store, redis_client):
+    history = save_session(store, "c1", turns=2501)
+    make_idle(store, redis_client, "c1", seconds=3600)
+    compact_session("c1", policy(idle_archive_after=600))
+    assert store.load("c1") is None
+
+    assert restore_session("c1", keep_turns=2501) == 2501
+
+    assert redis_seqs(store, "c1") == list(range(2501))
+    loaded = store.load("c1", window=None)["history"]
+    assert [{k: v for k, v in t.items() if k != "seq"} for t in loaded] == history
+    measured = stored_bytes(redis_client, store, "c1")
+    assert int(state(store, "c1")[b"bytes"]) == measured
+    assert redis_client.zscore(store.keys.index_bytes, "c1") == measured

@@ -24,6 +24,7 @@ from sessions_app.store import (
     get_store,
 )
 from tests.redis_servers import RedisServer, free_port
+from tests.sessions_app.factories import stored_bytes
 from tests.sessions_app.stores import AsyncStoreFromThreads
 
 
@@ -595,14 +596,6 @@ class TestHostileValues:
 
 
 # --- what each write keeps, checked through the public calls -----------------------------
-
-
-def stored_bytes(client, store, cid):
-    """What a conversation holds in Redis, measured: its state fields plus its turn items."""
-    state_key = store.keys.state(cid)
-    names = [n for n in client.hkeys(state_key) if n.startswith(keys.STATE_PREFIX.encode())]
-    state = sum(client.hstrlen(state_key, name) for name in names)
-    return state + sum(map(len, client.lrange(store.keys.turns(cid), 0, -1)))
 
 
 def seqs(session):
