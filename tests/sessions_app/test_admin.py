@@ -5,6 +5,7 @@ Against the tests' real Redis database and the test database.
 """
 
 import json
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib import admin
@@ -514,8 +515,9 @@ def assert_escaped(page, address):
 
 def test_a_conversation_id_is_escaped_on_every_page_that_shows_it(admin_client, store):
     save_session(store, XSS, turns=40)
-    for view in ("changelist", "change", "profile", "trim", "compact", "delete", "history"):
-        address = url(view) if view == "changelist" else url(view, XSS)
+    searched = url("changelist") + "?" + urlencode({"q": XSS})
+    views = ("change", "profile", "trim", "compact", "delete", "history")
+    for address in (url("dashboard"), url("changelist"), searched, *(url(v, XSS) for v in views)):
         response = admin_client.get(address)
         assert response.status_code == 200, address
         assert_escaped(response.content.decode(), address)
