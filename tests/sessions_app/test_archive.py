@@ -16,8 +16,15 @@ NESTED = "A durable atomic block cannot be nested within another atomic block"
 
 
 def write_row(*, rev, next_seq):
+    """The row of one incarnation of c1 archived whole, as a run writes it."""
     return archive.archive_session(
-        conversation_id="c1", state={"bot_id": "b"}, rev=rev, next_seq=next_seq, size=10, seen=None
+        conversation_id="c1",
+        incarnation="first",
+        state={"bot_id": "b"},
+        rev=rev,
+        next_seq=next_seq,
+        size=10,
+        seen=None,
     )
 
 
