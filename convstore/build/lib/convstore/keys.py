@@ -1,0 +1,123 @@
+"""The Redis key layout of the conversation store: the only place that spells a key or a field.
+
+A conversation id sits in ``{}``, a Redis Cluster hash tag, so one conversation's keys share a
+slot; the indexes and the shared bot_configs are keys of their own, written beside its scripts.
+"""
+
+from dataclasses import dataclass
+
+LAYOUT_VERSION = 3
+"""The key layout this library writes: 1 the first release's one ``doc`` field, 2 one field per
+state key, 3 with incarnations. Each state hash it creates carries it (LAYOUT); hashes without
+it are of layout 2 (or 1, when they hold a DOC)."""
+
+# Fields of a conversation's state hash, besides one per top-level key of its state.
+REV = "rev"
+"""Bumped by every state write; a write names the rev it read."""
+SEQ = "seq"
+"""The seq the next appended turn gets."""
+CFG = "cfg"
+"""The digest of its shared bot_config."""
+ARCHIVED = "archived"
+"""How many of its turns were moved to the archive."""
+BYTES = "bytes"
+"""Bytes of its state fields and turn items in Redis."""
+LAYOUT = "v"
+"""The key layout version the conversation was created in (LAYOUT_VERSION)."""
+INC = "inc"
+"""Its incarnation: a random id given when the conversation is created in Redis. An id that
+left Redis (deleted, expired, lost) and is saved again is a new incarnation, whose turns are
+numbered from 0 again; archive rows carry it, so the two are never mixed. Sessions created
+before it existed have none: their incarnation is the empty string."""
+DOC = "doc"
+"""The whole state as one value: how the first release stored it, read and split on write."""
+STATE_PREFIX = "s:"
+# What the Lua scripts call these (the table ``F`` that scripts.py gives them).
+LUA_FIELDS = {
+    "rev": REV,
+    "seq": SEQ,
+    "cfg": CFG,
+    "archived": ARCHIVED,
+    "bytes": BYTES,
+    "inc": INC,
+    "layout": LAYOUT,
+    "doc": DOC,
+    "state_prefix": STATE_PREFIX,
+}
+
+
+def state_field(name):
+    """The state hash field of the top-level state key ``name``."""
+    return STATE_PREFIX + name
+
+
+def check_cid(conversation_id):
+    """A conversation id: a non-empty str without braces (they would move its hash tag)."""
+    if not isinstance(conversation_id, str) or not conversation_id:
+        raise ValueError(f"conversation_id must be a non-empty string, got {conversation_id!r}")
+    if "{" in conversation_id or "}" in conversation_id:
+        raise ValueError(f"conversation_id must not contain braces: {conversation_id!r}")
+    return conversation_id
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    prefix: str = "rp"
+    legacy_format: str = "session:{cid}"
+
+    def state(self, cid):
+        """HASH: REV, SEQ, INC, CFG, ARCHIVED, BYTES, and one ``s:<key>`` field per state key."""
+        return f"{self.prefix}:conv:{{{cid}}}:state"
+
+    def turns(self, cid):
+        """LIST: one ``<seq>|<codec bytes>`` item per turn, oldest first."""
+        return f"{self.prefix}:conv:{{{cid}}}:turns"
+
+    def bot_config(self, digest):
+        """STRING: a bot_config stored once, addressed by the sha256 of its canonical JSON."""
+        return f"{self.prefix}:botcfg:{digest}"
+
+    def legacy(self, cid):
+        """STRING: the whole conversation as one stdlib-json blob, as the robot wrote it."""
+        return self.legacy_format.format(cid=cid)
+
+    @property
+    def index_bytes(self):
+        """ZSET: conversation id -> bytes of its state and turns."""
+        return f"{self.prefix}:idx:bytes"
+
+    @property
+    def index_seen(self):
+        """ZSET: conversation id -> unix time of its last write."""
+        return f"{self.prefix}:idx:seen"
+
+    @property
+    def state_pattern(self):
+        """SCAN pattern that matches every conversation's state key."""
+        return f"{self.prefix}:conv:*:state"
+
+    @property
+    def legacy_pattern(self):
+        return self.legacy_format.format(cid="*")
+
+    def cid_from_state(self, key):
+        return key[len(f"{self.prefix}:conv:{{") : -len("}:state")]
+
+    def cid_from_legacy(self, key):
+        head, _, tail = self.legacy_format.partition("{cid}")
+        return key[len(head) : len(key) - len(tail)]
+
+    # --- the admin's own keys: a cached census of every session, scratch space ---------------
+
+    def census(self, part):
+        """The admin's census (see census.py): ``summary`` (STRING, JSON); ZSETs ``ids`` (every
+        id, score 0: by id), ``turns`` (id -> turns in Redis), ``oversized`` (id -> bytes)."""
+        return f"{self.prefix}:admin:census:{part}"
+
+    def census_bot(self, digest):
+        """ZSET: conversation id -> bytes, of the sessions sharing the bot_config ``digest``."""
+        return f"{self.prefix}:admin:census:bot:{digest}"
+
+    def scratch(self, token):
+        """A short-lived key of one admin request (a list filter, a load profile's legacy blob)."""
+        return f"{self.prefix}:admin:scratch:{token}"
