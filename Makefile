@@ -1,4 +1,5 @@
-# robotperf: `make run` starts the whole stack with demo data, `make test` runs the suite.
+# robotperf: `make run` starts the whole stack with demo data, `make serve` the production
+# processes (DEBUG off), `make test` runs the suite.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ ENSURE_REDIS := python3 scripts/ensure_redis.py --owner $(MAKE_ID)
 with_redis = trap '$(ENSURE_REDIS) --stop $(VAR)' EXIT; \
 	$(MAKE) --no-print-directory setup MAKE_ID=$(MAKE_ID) && $(1)
 
-.PHONY: run test bench lint format setup venv system redis redis-stop migrate clean
+.PHONY: run serve serve-env test bench lint format setup venv system redis redis-stop migrate clean
 
 $(VENV)/.installed: requirements.txt convstore/pyproject.toml
 	test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
@@ -46,6 +47,32 @@ setup: venv system redis
 run: venv
 	$(call with_redis,$(PY) manage.py seed_demo && $(PY) manage.py create_demo_superuser \
 		&& $(VENV)/bin/honcho start -f Procfile)
+
+# The production processes (Procfile.serve: gunicorn with uvicorn workers, the Celery worker and
+# beat, the phoneme server) with DEBUG off; docs/OPERATIONS.md, "Deploying", lists the variables.
+# The phoneme server listens where PHONEME_URL points.
+serve: export DEBUG := 0
+serve: export ALLOWED_HOSTS ?= 127.0.0.1,localhost
+serve: export BIND ?= 127.0.0.1:8000
+serve: export WEB_CONCURRENCY ?= 2
+serve: export CELERY_CONCURRENCY ?= 2
+serve: export PHONEME_HOST := $(firstword $(subst :, ,$(lastword $(subst /, ,$(PHONEME_URL)))))
+serve: export PHONEME_PORT := $(lastword $(subst :, ,$(lastword $(subst /, ,$(PHONEME_URL)))))
+serve: serve-env venv
+	$(call with_redis,$(PY) manage.py collectstatic --noinput -v 0 \
+		&& $(PY) manage.py check --deploy --fail-level ERROR \
+		&& $(VENV)/bin/honcho start -f Procfile.serve)
+
+# Secrets are never made up for production: without them, say how to set them, before any set-up.
+serve-env:
+	@missing=""; for name in SECRET_KEY API_TOKEN; do \
+		[ -n "$${!name}" ] || missing="$$missing $$name"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "make serve: set$$missing in the environment (DEBUG is off, so there is no default)." >&2; \
+		echo "For a trial on this machine, e.g.:" >&2; \
+		echo '  export SECRET_KEY="$$(python3 -c "import secrets; print(secrets.token_urlsafe(50))")"' >&2; \
+		echo '  export API_TOKEN="$$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")"' >&2; \
+		exit 1; fi
 
 # The project's suite, then the library's own (plain pytest, no Django).
 test: venv

@@ -32,6 +32,11 @@ def env_int(name, default):
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from e
 
 
+def env_list(name, default):
+    """A comma-separated variable as a list, blanks dropped."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 def redis_url_with_db(url, db):
     """The same Redis server as ``url``, another database number."""
     parts = urlsplit(url)
@@ -40,12 +45,11 @@ def redis_url_with_db(url, db):
 
 # --- Core -------------------------------------------------------------------------------
 DEBUG = env_bool("DEBUG", default=True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "dev-only-insecure-secret-key"
-ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+# With DEBUG off, SECRET_KEY, ALLOWED_HOSTS and API_TOKEN have no default: the system check
+# robotperf.E003 names the one missing, so `manage.py check` (and migrate, and `make serve`)
+# refuses to start rather than a server answering 400 or 500 to everything.
+SECRET_KEY = os.environ.get("SECRET_KEY") or ("dev-only-insecure-secret-key" if DEBUG else "")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -56,12 +60,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "django_celery_results",
+    "robotperf.apps.RobotperfConfig",
     "sessions_app",
     "phonemes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files, before anything that reads a session or the database for them.
+    "robotperf.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After sessions (it reads the chosen language there), before common (URL handling).
     "django.middleware.locale.LocaleMiddleware",
@@ -99,8 +106,32 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+# `collectstatic` writes each file under a name with its content's hash (and gzip/brotli copies);
+# the app serves them itself (whitenoise), cached for a year since a new content is a new name.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- HTTPS behind a proxy -----------------------------------------------------------------
+# The processes speak plain HTTP on BIND; TLS ends at the proxy or load balancer in front. Each
+# setting is off by default (so `make serve` works over plain HTTP on loopback) and each
+# `check --deploy` warning it leaves is explained in docs/OPERATIONS.md ("Deploying").
+# SECURE_PROXY_SSL_HEADER names the header the proxy sets to "https" (e.g. X-Forwarded-Proto):
+# only behind a proxy that always sets it, or a client could claim HTTPS.
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    _header = "HTTP_" + os.environ["SECURE_PROXY_SSL_HEADER"].upper().replace("-", "_")
+    SECURE_PROXY_SSL_HEADER = (_header, "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE")
+# The admin's forms posted through an HTTPS proxy: its origin, e.g. https://robotperf.example
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 # --- Database: SQLite under var/ unless DATABASE_URL names another (PostgreSQL) -------------
 DATABASES = {
@@ -247,6 +278,9 @@ ROBOTPERF_PHONEMES = {
     "EVICT_MAX_BYTES": env_int("PHONEME_EVICT_MAX_BYTES", 512 * 1024 * 1024),
     "EVICT_BATCH": env_int("PHONEME_EVICT_BATCH", 1000),
 }
+
+# --- Health: /readyz asks each service with this timeout (seconds), all at once --------------
+ROBOTPERF_HEALTH = {"TIMEOUT": float(os.environ.get("READYZ_TIMEOUT", "1"))}
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

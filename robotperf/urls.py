@@ -1,5 +1,5 @@
-"""URL configuration: the admin at /admin/, JSON APIs under /api/ (any other path there is a JSON
-404), the root goes to the admin.
+"""URL configuration: the probes /healthz and /readyz, the admin at /admin/, JSON APIs under
+/api/ (any other path there is a JSON 404), the root goes to the admin.
 
 /i18n/setlang/ lets an operator switch the admin's language (English, Vietnamese).
 """
@@ -10,6 +10,8 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
+from robotperf.views import healthz, readyz
+
 
 @csrf_exempt  # it reads nothing: a POST to a wrong path gets the same JSON 404
 def api_not_found(request):
@@ -19,6 +21,8 @@ def api_not_found(request):
 
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/phonemes/", include("phonemes.urls")),
     path("api/sessions/", include("sessions_app.urls")),

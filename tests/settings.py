@@ -26,3 +26,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # Named after the Redis database, so two runs on two databases keep apart.
     _db = os.environ["REDIS_URL"].rsplit("/", 1)[-1] or "0"
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_db}.sqlite3")}  # noqa: F405
+
+# The test runner turns DEBUG off: the API token robotperf.E003 asks for then (tests of the API
+# set their own), and static files by their plain names, with no collectstatic manifest.
+ROBOTPERF_API = {"TOKEN": "test-api-token"}
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
