@@ -66,9 +66,9 @@ serve: serve-env venv
 # Secrets are never made up for production: without them, say how to set them, before any set-up.
 serve-env:
 	@missing=""; for name in SECRET_KEY API_TOKEN; do \
-		[ -n "$${!name}" ] || missing="$$missing $$name"; done; \
+		[ -n "$${!name}" ] || missing="$${missing:+$$missing and }$$name"; done; \
 	if [ -n "$$missing" ]; then \
-		echo "make serve: set$$missing in the environment (DEBUG is off, so there is no default)." >&2; \
+		echo "make serve: $$missing must be set (DEBUG is off: no default)." >&2; \
 		echo "For a trial on this machine, e.g.:" >&2; \
 		echo '  export SECRET_KEY="$$(python3 -c "import secrets; print(secrets.token_urlsafe(50))")"' >&2; \
 		echo '  export API_TOKEN="$$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")"' >&2; \
