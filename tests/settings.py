@@ -34,3 +34,7 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Every test Client builds the middleware anew: whitenoise looks files up per request instead of
+# scanning STATIC_ROOT and every app's static files each time (as it does once per production
+# worker).
+WHITENOISE_AUTOREFRESH = True

@@ -10,8 +10,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
-# What a settings module reads from the environment, dropped so the test names all it sets.
-DROPPED = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CELERY_BROKER_URL", "STATIC_ROOT")
+# The only variables taken from the tests' own environment (which other tests change, e.g.
+# DJANGO_ALLOW_ASYNC_UNSAFE for the browser): the rest is the production environment below.
+KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
 HTTPS = {
     "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
     "SECURE_SSL_REDIRECT": "1",
@@ -24,7 +25,7 @@ HTTPS = {
 
 
 def production_env(var_dir, **extra):
-    env = {name: value for name, value in os.environ.items() if name not in DROPPED}
+    env = {name: os.environ[name] for name in KEPT if name in os.environ}
     env.update(
         DJANGO_SETTINGS_MODULE="robotperf.settings",
         DEBUG="0",

@@ -2,6 +2,8 @@
 error names the one missing), and `check --deploy` leaves no warning OPERATIONS.md does not
 explain."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.core.checks import run_checks
 
@@ -50,26 +52,40 @@ def test_debug_needs_none_of_them(production):
     assert production_errors() == []
 
 
-def test_manage_py_refuses_to_start_without_them(tmp_path):
-    env = production_env(tmp_path, SECRET_KEY="", API_TOKEN="", ALLOWED_HOSTS="")
-    done = manage(env, "check")
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    """`manage.py check` in three production environments, run at once (each is a new process):
+    without the secrets, as `make serve` runs it, and behind HTTPS."""
+    var = tmp_path_factory.mktemp("var")
+    runs = {
+        "missing": (production_env(var, SECRET_KEY="", API_TOKEN="", ALLOWED_HOSTS=""), "check"),
+        "serve": (production_env(var), "check", "--deploy", "--fail-level", "ERROR"),
+        "https": (production_env(var, **HTTPS), "check", "--deploy"),
+    }
+    with ThreadPoolExecutor(len(runs)) as pool:
+        done = {name: pool.submit(manage, *args) for name, args in runs.items()}
+        return {name: future.result() for name, future in done.items()}
+
+
+def test_manage_py_refuses_to_start_without_them(checked):
+    done = checked["missing"]
     assert done.returncode == 1
     for name in ("SECRET_KEY", "ALLOWED_HOSTS", "API_TOKEN"):
         assert f"(robotperf.E003) {name} must be set when DEBUG is off" in done.stderr
 
 
-def test_check_deploy_leaves_only_the_warnings_operations_explains(tmp_path):
+def test_check_deploy_leaves_only_the_warnings_operations_explains(checked):
     """`make serve`'s environment (plain HTTP on loopback): each warning left is one that
     docs/OPERATIONS.md explains, with the variable that turns it off behind HTTPS."""
-    done = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "ERROR")
+    done = checked["serve"]
     assert done.returncode == 0, done.stderr
     found = ids_in(done.stderr)
     assert found, "the HTTPS settings are off by default: check --deploy warns about them"
     assert found <= explained_warning_ids()
 
 
-def test_check_deploy_is_silent_behind_https(tmp_path):
-    done = manage(production_env(tmp_path, **HTTPS), "check", "--deploy")
+def test_check_deploy_is_silent_behind_https(checked):
+    done = checked["https"]
     assert done.returncode == 0, done.stderr
     assert ids_in(done.stderr + done.stdout) == set()
     assert "System check identified no issues" in done.stdout
