@@ -2,6 +2,7 @@
 `pip install ./convstore` runs the README's example against Redis, and holds nothing of
 Django, Celery or the database."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +38,10 @@ def test_a_fresh_venv_with_only_the_library_runs_the_readme_example(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
+    # A copy: building in the checkout would leave build/ and egg-info in it.
+    source = shutil.copytree(ROOT / "convstore", tmp_path / "convstore")
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "./convstore"],
-        cwd=ROOT,
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
         check=True,
         capture_output=True,
     )
