@@ -34,6 +34,7 @@ from convstore.protocol import (
     Operation,
     Script,
     Session,
+    SizeBreakdown,
     Turn,
     ask,
     check_rev,
@@ -189,7 +190,7 @@ class StoreCore:
         merged.sort(key=operator.itemgetter("seq"))
         return merged
 
-    def size_breakdown(self, cid: str) -> Operation[dict[str, Any]]:
+    def size_breakdown(self, cid: str) -> Operation[SizeBreakdown]:
         fields.check_cid(cid)
         keys = [self.keys.state(cid), self.keys.turns(cid)]
         batch: Batch = [Script("field_sizes", keys, [])]

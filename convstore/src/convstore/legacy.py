@@ -5,13 +5,21 @@ Each function is a generator of the core's protocol, taking the core (core.py).
 """
 
 from collections.abc import Callable
-from typing import Any
 
 from convstore import indexing
 from convstore import keys as fields
 from convstore.codec import without_non_finite
 from convstore.exceptions import CorruptSession, SessionNotFound
-from convstore.protocol import Batch, Command, Core, Operation, Script, Session, ask
+from convstore.protocol import (
+    Batch,
+    Command,
+    Core,
+    Operation,
+    Script,
+    Session,
+    SizeBreakdown,
+    ask,
+)
 
 
 def load_legacy(
@@ -58,7 +66,7 @@ def decode_legacy(core: Core, cid: str, raw: bytes) -> Session:
     return session
 
 
-def legacy_breakdown(core: Core, cid: str) -> Operation[dict[str, Any]]:
+def legacy_breakdown(core: Core, cid: str) -> Operation[SizeBreakdown]:
     raw = (yield from legacy_blob(core, cid)) if core.legacy_reads else None
     if raw is None:
         raise SessionNotFound(cid)

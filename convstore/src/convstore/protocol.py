@@ -6,7 +6,7 @@ argument checks shared by every call are here too.
 
 import threading
 from collections.abc import Generator, Iterable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, TypedDict
 
 from convstore.codec import Codec
 from convstore.exceptions import CorruptSession, StoreError, StoreFull, StoreUnavailable
@@ -176,6 +176,21 @@ def raise_for(replies: list[Any], batch: Batch) -> Operation[list[Any]]:
             raise CorruptSession(request.key, reason)
         raise StoreError(f"Redis refused {request.name}: {reply}")
     return replies
+
+
+class SizeBreakdown(TypedDict):
+    """The bytes of each part of a conversation as stored (``size_breakdown``)."""
+
+    layout: Literal["split", "legacy"]
+    state: int
+    fields: dict[str, int]
+    record: int
+    history: int
+    bot_config: int
+    turns: int
+    total_turns: int
+    archived: int
+    ttl: int | None
 
 
 class Archive(Protocol):

@@ -39,6 +39,7 @@ from convstore.protocol import (
     Request,
     Script,
     Session,
+    SizeBreakdown,
     Turn,
     ask,
     raise_for,
@@ -203,7 +204,7 @@ class ConversationStore(_Store):
         """Remove a conversation from Redis; True when there was one."""
         return self.run(self.core.delete(conversation_id))
 
-    def size_breakdown(self, conversation_id: str) -> dict[str, Any]:
+    def size_breakdown(self, conversation_id: str) -> SizeBreakdown:
         """Bytes of each part of a conversation as stored (from Redis, nothing decoded)."""
         return self.run(self.core.size_breakdown(conversation_id))
 
@@ -308,7 +309,7 @@ class AsyncConversationStore(_Store):
     async def delete(self, conversation_id: str) -> bool:
         return await self.run(self.core.delete(conversation_id))
 
-    async def size_breakdown(self, conversation_id: str) -> dict[str, Any]:
+    async def size_breakdown(self, conversation_id: str) -> SizeBreakdown:
         return await self.run(self.core.size_breakdown(conversation_id))
 
     @property
