@@ -93,7 +93,7 @@ class StoreCore:
     def load(self, cid: str, window: int | None) -> Operation[Session | None]:
         fields.check_cid(cid)
         window = check_window(window)
-        with traced("robot-v2.load-conversation") as phase:
+        with traced("robot-v2.load-conversation", cid) as phase:
             phase("redis")
             state_key, turns_key = self.keys.state(cid), self.keys.turns(cid)
             batch: Batch = [Command("hgetall", (state_key,), state_key)]
@@ -240,7 +240,7 @@ class StoreCore:
 
     def save(self, session: Session) -> Operation[int]:
         cid = fields.check_cid(session.get("conversation_id"))
-        with traced("robot-v2.save-conversation"):
+        with traced("robot-v2.save-conversation", cid):
             state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
             if "_rev" in session:
                 # Turns outside the loaded window are never dropped, and those with a seq are
@@ -264,7 +264,7 @@ class StoreCore:
             raise ValueError("history is not state: add turns with append_turns()")
         if changes.get("conversation_id", cid) != cid:
             raise ValueError("conversation_id cannot be changed")
-        with traced("robot-v2.update-state") as phase:
+        with traced("robot-v2.update-state", cid) as phase:
             phase("encode")
             state = {k: v for k, v in changes.items() if k not in SPLIT_KEYS | META_KEYS}
             return (
@@ -278,7 +278,7 @@ class StoreCore:
         turns = list(turns)
         if not turns:
             return []
-        with traced("robot-v2.append-turns") as phase:
+        with traced("robot-v2.append-turns", cid) as phase:
             phase("encode")
             payloads = self.encode_turns(turns)
             keys = [self.keys.state(cid), self.keys.turns(cid)]

@@ -7,11 +7,15 @@ in tracing itself is attributed to a phase instead of showing up as unexplained 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
+
+from convstore import observe
+from convstore.observe import CallRecord
 
 try:  # optional: without opentelemetry-api installed, no span is ever made
     from opentelemetry import trace
@@ -109,12 +113,16 @@ def _sdk_installed() -> bool:
 
 
 class traced:
-    """A span ``name`` around the block; the block marks its phases by calling what it is given."""
+    """A span ``name`` around the block; the block marks its phases by calling what it is given.
 
-    __slots__ = ("_name", "_phases", "_span")
+    When observers listen (observe.py), the call's phases are also timed and handed to them as
+    a CallRecord once the block ends.
+    """
 
-    def __init__(self, name: str) -> None:
-        self._name = name
+    __slots__ = ("_cid", "_name", "_observed", "_phases", "_span", "_started")
+
+    def __init__(self, name: str, conversation_id: str) -> None:
+        self._name, self._cid = name, conversation_id
 
     def __enter__(self) -> Phase:
         calls = _recorder.get()
@@ -126,6 +134,11 @@ class traced:
         else:
             self._span, phases = None, NO_PHASES
         self._phases = phases if calls is None else RecordingPhases(phases, self._name, calls)
+        self._observed: Calls | None = None
+        if observe.observing():
+            self._observed = []
+            self._phases = RecordingPhases(self._phases, self._name, self._observed)
+            self._started = time.perf_counter_ns()
         return self._phases
 
     def __exit__(
@@ -135,9 +148,22 @@ class traced:
         traceback: TracebackType | None,
     ) -> bool | None:
         self._phases.end()
+        if self._observed is not None:
+            self._notify(None if exc_type is None else exc_type.__name__)
         if self._span is not None:
             return self._span.__exit__(exc_type, exc, traceback)
         return None
+
+    def _notify(self, error: str | None) -> None:
+        # Marks are (phase, start) in order, then (None, end): each phase lasts until the next.
+        ((_, marks),) = self._observed or []
+        phases = tuple(
+            (name, (after - at) / 1e9)
+            for (name, at), (_, after) in itertools.pairwise(marks)
+            if name is not None
+        )
+        seconds = (marks[-1][1] - self._started) / 1e9
+        observe.notify(CallRecord(self._name, self._cid, seconds, error, phases))
 
 
 @contextmanager
