@@ -34,7 +34,6 @@ from convstore.protocol import (
     Operation,
     Script,
     Session,
-    SizeBreakdown,
     Turn,
     ask,
     check_rev,
@@ -189,52 +188,6 @@ class StoreCore:
         # Pinned turns stay at the head in Redis, so the two parts can interleave.
         merged.sort(key=operator.itemgetter("seq"))
         return merged
-
-    def size_breakdown(self, cid: str) -> Operation[SizeBreakdown]:
-        fields.check_cid(cid)
-        keys = [self.keys.state(cid), self.keys.turns(cid)]
-        batch: Batch = [Script("field_sizes", keys, [])]
-        (sizes,) = yield from ask(batch)
-        if not sizes:
-            return (yield from legacy.legacy_breakdown(self, cid))
-        turns, ttl = sizes[-2:]
-        pairs = zip(sizes[:-2:2], sizes[1:-2:2], strict=True)
-        parts = {name.decode(): size for name, size in pairs}
-        meta = yield from self._meta(keys[0], parts)
-        state = {
-            name[len(fields.STATE_PREFIX) :]: size
-            for name, size in parts.items()
-            if name.startswith(fields.STATE_PREFIX)
-        }
-        state_bytes = sum(state.values()) + parts.get(fields.DOC, 0)
-        return {
-            "layout": "split",
-            "state": state_bytes,
-            "fields": state,
-            "record": state.get("record", 0),
-            "history": meta[fields.BYTES] - state_bytes,
-            "bot_config": meta["bot_config"],
-            "turns": turns,
-            "total_turns": meta[fields.SEQ],
-            "archived": meta[fields.ARCHIVED],
-            "ttl": ttl,
-        }
-
-    def _meta(self, state_key: str, parts: dict[str, int]) -> Operation[dict[str, int]]:
-        names = (fields.BYTES, fields.SEQ, fields.ARCHIVED, fields.CFG)
-        batch: Batch = [Command("hmget", (state_key, *names), state_key)]
-        ((size, seq, archived, digest),) = yield from ask(batch)
-        meta = {
-            fields.BYTES: int_field(state_key, fields.BYTES, size),
-            fields.SEQ: int_field(state_key, fields.SEQ, seq),
-            fields.ARCHIVED: int_field(state_key, fields.ARCHIVED, archived or 0),
-            "bot_config": 0,
-        }
-        if digest is not None:
-            key = self.keys.bot_config(digest.decode())
-            batch = [Command("strlen", (key,), key)]
-            (meta["bot_config"],) = yield from ask(batch)
-        return meta
 
     # --- writing ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from convstore import scripts
+from convstore import breakdown, scripts
 from convstore.codec import Codec
 from convstore.core import StoreCore
 from convstore.exceptions import (
@@ -206,7 +206,7 @@ class ConversationStore(_Store):
 
     def size_breakdown(self, conversation_id: str) -> SizeBreakdown:
         """Bytes of each part of a conversation as stored (from Redis, nothing decoded)."""
-        return self.run(self.core.size_breakdown(conversation_id))
+        return self.run(breakdown.size_breakdown(self.core, conversation_id))
 
     def run[T](self, operation: Operation[T]) -> T:
         """Drive one of the core's operations to its result; what redis-py raises is thrown
@@ -310,7 +310,7 @@ class AsyncConversationStore(_Store):
         return await self.run(self.core.delete(conversation_id))
 
     async def size_breakdown(self, conversation_id: str) -> SizeBreakdown:
-        return await self.run(self.core.size_breakdown(conversation_id))
+        return await self.run(breakdown.size_breakdown(self.core, conversation_id))
 
     @property
     def client(self) -> redis.asyncio.Redis:
