@@ -85,6 +85,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd convstore && ../$(PY) -m mypy src
 
 format: venv
 	$(VENV)/bin/ruff format .
