@@ -107,7 +107,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
-# `collectstatic` writes each file under a name with its content's hash (and gzip/brotli copies);
+# `collectstatic` writes each file under a name with its content's hash (and a gzip copy);
 # the app serves them itself (whitenoise), cached for a year since a new content is a new name.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
