@@ -318,7 +318,9 @@ def test_delete_with_discard_archives_nothing(admin_client, sessions):
     assert not sessions.client.exists(sessions.keys.state(BIG))
     assert not ArchivedTurn.objects.exists()
     assert not ArchivedSession.objects.exists()
-    assert admin_client.get(url("change", BIG)).status_code == 404
+    missing = admin_client.get(url("change", BIG), follow=True)
+    assert missing.redirect_chain == [(url("changelist"), 302)]
+    assert f"No conversation {BIG} in Redis or the archive." in missing.content.decode()
 
 
 def test_restore_from_the_archived_session_admin(admin_client, sessions):
