@@ -88,9 +88,11 @@ class ArchivedTurn(models.Model):
     )
     seq = models.PositiveBigIntegerField(_("seq"))
     role = models.CharField(_("role"), max_length=32, blank=True)
-    turn = models.JSONField(help_text="The turn as the robot stored it, without its seq.")
+    turn = models.JSONField(
+        _("turn"), help_text=_("The turn as the robot stored it, without its seq.")
+    )
     turned_at = models.DateTimeField(
-        _("turn time"), null=True, blank=True, help_text="The turn's own time."
+        _("turn time"), null=True, blank=True, help_text=_("The turn's own time.")
     )
     archived_at = models.DateTimeField(_("archived at"), auto_now_add=True)
 
@@ -124,12 +126,16 @@ class ArchivedSession(models.Model):
         help_text=_("Which creation of the conversation id in Redis it belongs to."),
     )
     bot_id = models.CharField(_("bot id"), max_length=255, blank=True, db_index=True)
-    state = models.JSONField(help_text="The session without its history, bot_config included.")
-    rev = models.PositiveBigIntegerField()
-    next_seq = models.PositiveBigIntegerField(
-        _("next seq"), help_text="The seq the next appended turn gets."
+    state = models.JSONField(
+        _("state"), help_text=_("The session without its history, bot_config included.")
     )
-    bytes = models.PositiveBigIntegerField(help_text="Its size in Redis when it was archived.")
+    rev = models.PositiveBigIntegerField(_("revision"))
+    next_seq = models.PositiveBigIntegerField(
+        _("next seq"), help_text=_("The seq the next appended turn gets.")
+    )
+    bytes = models.PositiveBigIntegerField(
+        _("bytes"), help_text=_("Its size in Redis when it was archived.")
+    )
     last_seen_at = models.DateTimeField(_("last activity"), null=True, blank=True)
     archived_at = models.DateTimeField(_("archived at"), auto_now_add=True)
 

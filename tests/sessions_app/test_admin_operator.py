@@ -5,6 +5,7 @@ bot filter, pages with an ellipsis, search within the filters, the plan before c
 Through Django's test client, against the tests' real Redis database and the test database.
 """
 
+import itertools
 import json
 import re
 
@@ -12,6 +13,8 @@ import orjson
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.contrib.auth.models import Permission
+from django.template.defaultfilters import filesizeformat
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -20,8 +23,8 @@ from robotperf.celery import app
 from sessions_app import census, seeding, tasks
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.models import ArchivedSession, ArchivedTurn
+from tests.sessions_app.admin_pages import BIG, url
 from tests.sessions_app.factories import save_session
-from tests.sessions_app.test_admin import BIG, sessions, staff, url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -101,11 +104,9 @@ def test_compacting_a_legacy_blob_reports_the_blobs_size_before(admin_client, st
     legacy_blob(store, "old-1", 400)
     blob = store.client.strlen(store.keys.legacy("old-1"))
     response = admin_client.post(url("compact", "old-1"), follow=True)
-    message = str(list(response.context["messages"])[0])
+    message = str(next(iter(response.context["messages"])))
     assert message.startswith("old-1: migrated")
     before = message.split(", ")[-1].split(" → ")[0]
-    from django.template.defaultfilters import filesizeformat
-
     assert before == filesizeformat(blob)
 
 
@@ -183,7 +184,7 @@ def test_the_histogram_bins_follow_the_data_on_a_log_scale(admin_client, store):
     response = admin_client.get(url("dashboard"))
     bands = response.context["data"].histogram
     assert len(bands) <= 12
-    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:], strict=False))  # no gaps
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bands))  # no gaps
     assert sum(count for _, _, count in bands) == 6
     widths = [high / low for low, high, _ in bands[1:-1]]
     assert max(widths) / min(widths) < 1.2  # equal on a log scale
@@ -223,8 +224,6 @@ def test_restore_from_the_archived_sessions_page(admin_client, sessions):
 
 
 def test_restore_from_a_page_needs_the_restore_permission(client, staff, sessions):
-    from django.test import Client
-
     superuser = Client()
     superuser.force_login(type(staff).objects.create_superuser("root", "r@example.org", "pw-root"))
     superuser.post(url("delete", BIG))
