@@ -7,11 +7,11 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
+from convstore.keys import INC, check_cid
 from phonemes import selectors as phoneme_selectors
 from sessions_app import census, indexes, inspection, jobs, maintenance
 from sessions_app.census import Census
 from sessions_app.inspection import SessionParts, SessionRow
-from sessions_app.keys import INC, check_cid
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import plan_compaction
 from sessions_app.store import CorruptSession, SessionNotFound, get_store

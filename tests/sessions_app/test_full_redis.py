@@ -7,9 +7,9 @@ import json
 import orjson
 import pytest
 
+from convstore.exceptions import StoreFull
 from sessions_app import actions
 from sessions_app.compaction import CompactionPolicy
-from sessions_app.exceptions import StoreFull
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import compact_oversized, compact_session, trim_history
 from sessions_app.store import get_store

@@ -10,10 +10,10 @@ import orjson
 import pytest
 from django.db import DatabaseError
 
+from convstore.codec import LZ4_MAGIC
+from convstore.exceptions import SessionBusy, SessionExists
 from sessions_app import archive, maintenance
 from sessions_app.archive import archive_turns
-from sessions_app.codec import LZ4_MAGIC
-from sessions_app.exceptions import SessionBusy, SessionExists
 from sessions_app.maintenance import WRITTEN
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (

@@ -9,10 +9,10 @@ import time
 
 import pytest
 from django.conf import settings
-from django_redis.cache import RedisCache
 
-from sessions_app import keys, maintenance
-from sessions_app.codec import CodecError
+from convstore import keys
+from convstore.codec import CodecError
+from sessions_app import maintenance
 from sessions_app.services import trim_history
 from sessions_app.store import (
     AsyncConversationStore,
@@ -261,6 +261,7 @@ class TestLayout:
             b"rev",
             b"seq",
             b"inc",
+            b"v",
             b"cfg",
             b"archived",
             b"bytes",
@@ -414,9 +415,9 @@ class TestErrors:
             store.load("lonely")
 
     def test_redis_down_is_the_stores_error_with_the_url_and_no_password(self):
-        options = {**settings.CACHES["sessions"]["OPTIONS"], "SOCKET_CONNECT_TIMEOUT": 0.5}
-        cache = RedisCache("redis://:hunter2@127.0.0.1:1/0", {"OPTIONS": options})
-        down = ConversationStore(cache, options)
+        down = ConversationStore.from_url(
+            "redis://:hunter2@127.0.0.1:1/0", client_options={"socket_connect_timeout": 0.5}
+        )
         with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1") as raised:
             down.load("c1")
         assert "hunter2" not in str(raised.value)
