@@ -129,8 +129,12 @@ def test_operator_finds_the_largest_session_profiles_and_trims_it(page, live_ser
 @pytest.fixture
 def default_queue_worker():
     """A worker on the default queue, which "Compact now" sends to; the broker is the tests'
-    own Redis database, so no other run's worker takes the task."""
-    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False) as running:
+    own Redis database, so no other run's worker takes the task. Named: a worker started with
+    queues narrows the app's own list, which a later worker would otherwise consume from."""
+    queue = app.conf.task_default_queue
+    with start_worker(
+        app, pool="threads", concurrency=1, queues=[queue], perform_ping_check=False
+    ) as running:
         yield running
 
 
