@@ -12,6 +12,8 @@ VALUE_ROOM = 200
 """Room right of the longest bar for its figure and note."""
 BAR = 18
 GAP = 4
+AXIS_END_ROOM = 64
+"""Room right of a histogram's last bar for the label of its upper edge."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +51,7 @@ def histogram(bands, *, height=160):
     holds a hundred times the sessions of its neighbour."""
     if not bands:
         return Chart(width=WIDTH, height=height, bars=[])
-    step = WIDTH / len(bands)
+    step = (WIDTH - AXIS_END_ROOM) / len(bands)
     tallest = math.log1p(max(count for _, _, count in bands)) or 1
     plot = height - 2 * BAR  # room for the count above and the size below each bar
     bars = []
