@@ -345,5 +345,14 @@ def session_size(conversation_id: str) -> maintenance.SessionSize:
 
 def compaction_plan(policy, conversation_ids=None):
     """What compaction would do now (a dry run, nothing written): of these sessions, or of
-    every oversized or idle one."""
+    every oversized or idle one.
+
+    A dry run over every session takes ~2 s at 20,000: when no session is archived for being
+    idle, the plan looks at the sessions the census counts as oversized (its set is kept up to
+    date by every operation), and at every session only when there is no census yet.
+    """
+    store = get_store()
+    if conversation_ids is None and not policy.idle_archive_after and census.read(store):
+        oversized = store.client.zrange(store.keys.census("oversized"), 0, -1)
+        conversation_ids = [cid.decode() for cid in oversized]
     return plan_compaction(policy, conversation_ids=conversation_ids)

@@ -286,9 +286,12 @@ def test_compact_confirm_pages_show_the_plan(admin_client, sessions):
     plan, keep = one.context["plan"], CompactionPolicy.from_settings().keep_turns
     assert (plan.compacted, plan.turns_archived) == (1, 300 - keep)
     assert f'id="plan-turns">{300 - keep}<' in text(one)
-    now = admin_client.get(url("compact_now"))
+    now = admin_client.get(url("compact_now"))  # no census yet: every session looked at
     assert now.context["plan"].compacted == 1
     assert 'id="plan-scanned">13<' in text(now)
+    census.build(sessions, CompactionPolicy.from_settings())
+    now = admin_client.get(url("compact_now"))  # the census's oversized set only
+    assert (now.context["plan"].scanned, now.context["plan"].compacted) == (1, 1)
     assert sessions.client.llen(sessions.keys.turns(BIG)) == 300  # a dry run
 
 
