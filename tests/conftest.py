@@ -1,6 +1,7 @@
 """Shared fixtures: the tests' own Redis database, flushed around every test."""
 
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -39,3 +40,13 @@ def celery_queue():
         broker.delete(*(key.format(name) for key in KOMBU_BINDINGS))
     finally:
         broker.close()
+
+
+def pytest_sessionfinish(session):
+    """Django deletes the SQLite test database's file but not its WAL files (the settings turn
+    WAL on): delete them too once the database is gone, so a run leaves nothing under var/."""
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+    if sqlite and name and not Path(name).exists():
+        for suffix in ("-wal", "-shm"):
+            Path(name + suffix).unlink(missing_ok=True)
