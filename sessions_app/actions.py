@@ -5,7 +5,7 @@ admin's census."""
 from dataclasses import dataclass
 
 from convstore.exceptions import SessionNotFound
-from sessions_app import census, maintenance
+from sessions_app import census, legacy_blobs, maintenance
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.services import (
     archive_idle,
@@ -37,7 +37,7 @@ def count_sessions() -> census.Census:
 def trim_session(conversation_id: str, *, keep: int, pinned: int = 0) -> SessionChange:
     """`trim_history` for the admin; a legacy blob moves to the split layout first."""
     store = get_store()
-    maintenance.migrate_legacy(store, conversation_id)
+    legacy_blobs.migrate_legacy(store, conversation_id)
     before = _measure(store, conversation_id)
     result = trim_history(conversation_id, keep=keep, pinned=pinned)
     return _changed(store, conversation_id, "trimmed", before.bytes, result.turns_archived)
@@ -57,7 +57,7 @@ def delete_session(conversation_id: str, *, discard: bool = False) -> SessionCha
     """
     store = get_store()
     with session_guard(conversation_id):
-        maintenance.migrate_legacy(store, conversation_id)
+        legacy_blobs.migrate_legacy(store, conversation_id)
         before = _measure(store, conversation_id)
         if discard:
             # Decodes every value: nothing undecodable goes.
