@@ -61,6 +61,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd convstore && ../$(PY) -m mypy src
 
 format: venv
 	$(VENV)/bin/ruff format .

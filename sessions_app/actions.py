@@ -5,7 +5,7 @@ admin's census."""
 from dataclasses import dataclass
 
 from convstore.exceptions import SessionNotFound
-from sessions_app import census, maintenance
+from sessions_app import census, legacy_blobs, maintenance
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.services import (
     archive_idle,
@@ -37,7 +37,7 @@ def count_sessions() -> census.Census:
 def trim_session(conversation_id: str, *, keep: int, pinned: int = 0) -> SessionChange:
     """`trim_history` for the admin; a legacy blob moves to the split layout first."""
     store = get_store()
-    blob = maintenance.migrate_legacy(store, conversation_id)  # its bytes, 0 when none
+    blob = legacy_blobs.migrate_legacy(store, conversation_id)  # its bytes, 0 when none
     before = _measure(store, conversation_id)
     result = trim_history(conversation_id, keep=keep, pinned=pinned)
     action = ("migrated, " if blob else "") + "trimmed"
@@ -48,7 +48,7 @@ def compact_one_session(conversation_id: str) -> SessionChange:
     """`compact_session` with the policy in settings, for the admin."""
     store = get_store()
     # A legacy blob's size before is the blob's: compaction measures it after the move.
-    blob = maintenance.legacy_size(store, conversation_id)
+    blob = legacy_blobs.legacy_size(store, conversation_id)
     result = compact_session(conversation_id, CompactionPolicy.from_settings())
     action = ("migrated, " if result.migrated else "") + str(result.action)
     before = blob if result.migrated and blob else result.bytes_before
@@ -61,7 +61,7 @@ def delete_session(conversation_id: str, *, discard: bool = False) -> SessionCha
     """
     store = get_store()
     with session_guard(conversation_id):
-        blob = maintenance.migrate_legacy(store, conversation_id)  # its bytes, 0 when none
+        blob = legacy_blobs.migrate_legacy(store, conversation_id)  # its bytes, 0 when none
         before = _measure(store, conversation_id)
         if discard:
             # Decodes every value: nothing undecodable goes.

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from convstore.keys import INC, check_cid
 from phonemes import selectors as phoneme_selectors
-from sessions_app import census, indexes, inspection, jobs, maintenance
+from sessions_app import census, indexes, inspection, jobs, legacy_blobs, maintenance
 from sessions_app.census import Census
 from sessions_app.inspection import SessionParts, SessionRow
 from sessions_app.models import ArchivedSession, ArchivedTurn
@@ -44,7 +44,7 @@ def session_stats(*, top: int = 10) -> SessionStats:
     store = get_store()
     entries, bad = indexes.size_entries(store)
     sizes = [size for _, size in entries]
-    legacy, legacy_bytes, wrong_legacy = maintenance.legacy_totals(store)
+    legacy, legacy_bytes, wrong_legacy = legacy_blobs.legacy_totals(store)
     per_bot, corrupt = _per_bot(entries)
     for entry, error in indexes.wrong_types(store) + bad:
         corrupt.append({"conversation_id": entry, "key": error.key, "reason": str(error)})

@@ -23,19 +23,15 @@ from sessions_app.store import (
     StoreUnavailable,
     get_store,
 )
-from tests.redis_servers import RedisServer, free_port
+from tests.redis_servers import free_port
 from tests.sessions_app.factories import stored_bytes
-from tests.sessions_app.stores import AsyncStoreFromThreads
+from tests.sessions_app.stores import store_of_kind
 
 
 @pytest.fixture(params=["sync", "async"])
 def store(request):
-    if request.param == "sync":
-        yield get_store()
-        return
-    both = AsyncStoreFromThreads()
-    yield both
-    both.close()
+    with store_of_kind(request.param) as store:
+        yield store
 
 
 SCENARIO = {
@@ -695,22 +691,11 @@ class TestWhatWritesKeep:
 
 
 @pytest.fixture(params=["sync", "async"])
-def private_store(request, settings, tmp_path):
+def private_store(request, sessions_redis):
     """(a redis-server of this test's own, a store on it with short timeouts): sync or async."""
-    server = RedisServer(tmp_path).start()
-    sessions = settings.CACHES["sessions"]
-    options = {**sessions["OPTIONS"], "SOCKET_TIMEOUT": 0.5, "SOCKET_CONNECT_TIMEOUT": 0.5}
-    settings.CACHES = {
-        **settings.CACHES,
-        "sessions": {**sessions, "LOCATION": server.url, "OPTIONS": options},
-    }
-    both = AsyncStoreFromThreads() if request.param == "async" else None
-    try:
-        yield server, both or get_store()
-    finally:
-        server.kill()
-        if both is not None:
-            both.close()
+    server = sessions_redis(SOCKET_TIMEOUT=0.5, SOCKET_CONNECT_TIMEOUT=0.5)
+    with store_of_kind(request.param) as store:
+        yield server, store
 
 
 class TestRedisMisbehaving:
