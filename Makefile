@@ -44,8 +44,11 @@ setup: venv system redis
 	$(PY) manage.py compilemessages --ignore=.venv --ignore=var -v 0
 	$(PY) manage.py migrate --noinput
 
+# The session API's token (API_TOKEN, or one kept under var/) goes to the web process; its
+# address and the token are printed beside the superuser's password.
 run: venv
 	$(call with_redis,$(PY) manage.py seed_demo && $(PY) manage.py create_demo_superuser \
+		&& API_TOKEN="$$($(PY) manage.py demo_api_token)" && export API_TOKEN \
 		&& $(VENV)/bin/honcho start -f Procfile)
 
 # The production processes (Procfile.serve: gunicorn with uvicorn workers, the Celery worker and
