@@ -5,6 +5,7 @@ event loop. docs/OPERATIONS.md ("Deploying") says how many workers and why.
 """
 
 import os
+from pathlib import Path
 
 wsgi_app = "robotperf.asgi:application"
 worker_class = "uvicorn_worker.UvicornWorker"
@@ -21,3 +22,7 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") != "0" else None
+# gunicorn's control socket (`gunicornc`) under var/, not the one per-user default path that
+# two servers on one machine (two checkouts, a test beside `make serve`) would both take.
+_var = Path(os.environ.get("ROBOTPERF_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", str(_var / "gunicorn.ctl"))

@@ -59,9 +59,11 @@ def served(tmp_path):
             process.stderr.close()
 
 
-def test_the_production_web_process_serves_the_admin_and_its_hashed_static_files(served):
+def test_the_production_web_process_serves_the_admin_and_its_hashed_static_files(served, tmp_path):
     status, _, body = get(f"{served}/healthz")
     assert (status, body) == (200, b'{"status": "ok"}')
+    # Its control socket is its own, under its var/, not the per-user default path.
+    assert (tmp_path / "gunicorn.ctl").is_socket()
 
     status, headers, page = get(f"{served}/admin/login/")
     assert status == 200
