@@ -7,6 +7,7 @@ open loop at Poisson rates (cycle_open.py), and call by call (cycle_parts.py), o
 """
 
 import os
+import sys
 import time
 from collections import Counter
 
@@ -38,6 +39,10 @@ def open_conversations():
     return max(closed, min(OPEN_CONVERSATIONS, fit))
 
 
+def progress(text):
+    print(f"  cycle: {text}", file=sys.stderr, flush=True)
+
+
 def run():
     sessions = Sessions(get_store())
     conversations = open_conversations()
@@ -45,8 +50,11 @@ def run():
     try:
         seeding = sum(sessions.seed(size, counts[size.label]) for size in SIZES)
         memory = sessions.used_memory()
+        progress(f"seeded {counts} conversations in {seeding:.0f} s, {memory / 2**30:.1f} GiB")
         parts = cycle_parts.measure(sessions, SIZES)
+        progress("timed one message call by call")
         closed = cycle_closed.measure(sessions, SIZES)
+        progress("closed loop done")
         capacity = max(
             closed["async", 1, SIZES[0].label, n]["old"] for n in cycle_closed.CONCURRENCY
         )

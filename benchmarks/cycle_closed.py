@@ -54,7 +54,7 @@ async def _async_run(way, size, names, per, barrier):
 
         close = store.aclose
     else:
-        client = redis.asyncio.Redis.from_url(url())
+        client = redis.asyncio.Redis.from_url(url(), max_connections=len(names))
         legacy = get_store().keys.legacy
 
         def message(name):

@@ -104,7 +104,7 @@ async def _run_way(way, size, names, plan):
         warm = [store.load(name, window=0) for name in names[:IN_FLIGHT]]
         close = store.aclose
     else:
-        client = redis.asyncio.Redis.from_url(url())
+        client = redis.asyncio.Redis.from_url(url(), max_connections=IN_FLIGHT)
         legacy = get_store().keys.legacy
 
         def message(name):

@@ -55,7 +55,7 @@ async def _messages(message, count):
 
 async def _measure(size):
     turns = (size.user_turn(), size.bot_turn())
-    store, client = get_async_store(), redis.asyncio.Redis.from_url(url())
+    store, client = get_async_store(), redis.asyncio.Redis.from_url(url(), max_connections=1)
     legacy = get_store().keys.legacy(size.legacy_cid(0))
     try:
         figures = {
