@@ -33,6 +33,9 @@ MODES = (("async", 1), ("async", 4), ("sync", 1), ("sync", 4))
 MESSAGES = {"store": {"1 MB": 800, "6 MB": 400}, "old": {"1 MB": 48, "6 MB": 8}}
 """Messages per run, per way and size (at least one per conversation): the old way re-encodes
 the whole blob each message."""
+OLD_TIMEOUT = 60
+"""Seconds the old way's clients wait for a reply. With redis-py's default (5 s), 128
+conversations of 6 MB in one event loop time out: a reply waits behind the others' json work."""
 
 
 def url():
@@ -54,7 +57,9 @@ async def _async_run(way, size, names, per, barrier):
 
         close = store.aclose
     else:
-        client = redis.asyncio.Redis.from_url(url(), max_connections=len(names))
+        client = redis.asyncio.Redis.from_url(
+            url(), socket_timeout=OLD_TIMEOUT, max_connections=len(names)
+        )
         legacy = get_store().keys.legacy
 
         def message(name):
@@ -93,7 +98,7 @@ def _sync_run(way, size, names, per, barrier):
 
         close = store.client.close
     else:
-        client = redis.Redis.from_url(url(), max_connections=len(names))
+        client = redis.Redis.from_url(url(), socket_timeout=OLD_TIMEOUT, max_connections=len(names))
         legacy = get_store().keys.legacy
 
         def message(name):

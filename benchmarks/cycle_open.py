@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis.asyncio
 
-from benchmarks.cycle_closed import url
+from benchmarks.cycle_closed import OLD_TIMEOUT, url
 from benchmarks.cycle_work import old_message, store_message
 from sessions_app.store import get_async_store, get_store
 
@@ -104,7 +104,9 @@ async def _run_way(way, size, names, plan):
         warm = [store.load(name, window=0) for name in names[:IN_FLIGHT]]
         close = store.aclose
     else:
-        client = redis.asyncio.Redis.from_url(url(), max_connections=IN_FLIGHT)
+        client = redis.asyncio.Redis.from_url(
+            url(), socket_timeout=OLD_TIMEOUT, max_connections=IN_FLIGHT
+        )
         legacy = get_store().keys.legacy
 
         def message(name):
