@@ -1,7 +1,7 @@
 """The message cycle in a closed loop: each conversation sends its next message as soon as the
 last one is answered; messages per second, both ways, in one process or several.
 
-Async: asyncio tasks on the project's async store (`get_async_store`, its pool and timeouts),
+Async: asyncio tasks on the project's async store (its timeouts, a connection per conversation),
 against the old way on a `redis.asyncio.Redis` of its own. Sync: threads on the sync store
 (a pool sized for the threads), against the old way on redis-py. Several processes: each its
 own event loop (or threads) and its own store, forked after the sessions are seeded, started
@@ -20,13 +20,14 @@ import redis.asyncio
 from django.conf import settings
 
 from benchmarks.cycle_work import (
+    async_store,
     old_message,
     store_message,
     sync_old_message,
     sync_store,
     sync_store_message,
 )
-from sessions_app.store import get_async_store, get_store
+from sessions_app.store import get_store
 
 CONCURRENCY = (1, 8, 32, 128)
 MODES = (("async", 1), ("async", 4), ("sync", 1), ("sync", 4))
@@ -47,7 +48,7 @@ async def _async_run(way, size, names, per, barrier):
     """(start, end) of ``per`` messages on each of ``names``, after a warm-up."""
     turns = (size.user_turn(), size.bot_turn())
     if way == "store":
-        store = get_async_store()
+        store = async_store(len(names))
 
         def message(name):
             return store_message(store, name, size, turns)

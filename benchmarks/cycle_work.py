@@ -17,7 +17,13 @@ from django_redis.cache import RedisCache
 from sessions_app.codec import bot_config_digest
 from sessions_app.demo import make_session, make_turn
 from sessions_app.seeding import save_many
-from sessions_app.store import ConversationStore, StaleRevision, get_store
+from sessions_app.store import (
+    AsyncConversationStore,
+    ConversationStore,
+    StaleRevision,
+    get_async_store,
+    get_store,
+)
 
 WINDOW = 20
 PREFIX = "bench-cycle-"
@@ -135,6 +141,27 @@ def sync_store(connections):
     return ConversationStore(
         cache,
         options,
+        keys=base.keys,
+        ttl=base.ttl,
+        legacy_reads=base.core.legacy_reads,
+        archive=base.archive,
+    )
+
+
+def async_store(connections):
+    """The project's async store (`get_async_store`) on a pool of ``connections`` at least.
+
+    With its pool of 50, 128 conversations in one loop had messages fail after waiting the
+    pool's 5 s for a connection (reported as Redis unreachable): a connection per conversation
+    measures throughput, as the old way's client has.
+    """
+    base = get_async_store()
+    options = base._client_options
+    size = max(connections, options.get("max_connections") or 0)
+    return AsyncConversationStore(
+        base._url,
+        base.codec,
+        client_options={**options, "max_connections": size},
         keys=base.keys,
         ttl=base.ttl,
         legacy_reads=base.core.legacy_reads,
