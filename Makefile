@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 VAR := var
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+export CONVSTORE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 export PHONEME_URL ?= http://127.0.0.1:8001
 # A throwaway Redis is recorded as started by this make (its pid), which stops only those.
 MAKE_ID := $(shell echo $$PPID)
@@ -16,7 +17,7 @@ with_redis = trap '$(ENSURE_REDIS) --stop $(VAR)' EXIT; \
 
 .PHONY: run test bench lint format setup venv system redis redis-stop migrate clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt convstore/pyproject.toml
 	test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
@@ -31,6 +32,7 @@ redis:
 	mkdir -p $(VAR)
 	$(ENSURE_REDIS) "$(REDIS_URL)" $(VAR)
 	$(ENSURE_REDIS) "$(TEST_REDIS_URL)" $(VAR)
+	$(ENSURE_REDIS) "$(CONVSTORE_TEST_REDIS_URL)" $(VAR)
 
 # Stops every throwaway Redis recorded under var/ (e.g. left by `make setup`), no other.
 redis-stop:
@@ -45,8 +47,10 @@ run: venv
 	$(call with_redis,$(PY) manage.py seed_demo && $(PY) manage.py create_demo_superuser \
 		&& $(VENV)/bin/honcho start -f Procfile)
 
+# The project's suite, then the library's own (plain pytest, no Django).
 test: venv
-	$(call with_redis,$(MAKE) --no-print-directory lint && $(PY) -m pytest)
+	$(call with_redis,$(MAKE) --no-print-directory lint && $(PY) -m pytest \
+		&& cd convstore && ../$(PY) -m pytest)
 
 bench: venv
 	$(call with_redis,$(PY) -m benchmarks)

@@ -14,7 +14,7 @@ import time
 import redis.asyncio
 from django.conf import settings
 
-from sessions_app.codec import bot_config_digest
+from convstore.codec import bot_config_digest
 from sessions_app.demo import make_session
 from sessions_app.store import AsyncConversationStore, get_store
 

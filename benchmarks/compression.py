@@ -15,10 +15,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django_redis.compressors.base import BaseCompressor
 
 from benchmarks.timing import measure_rounds, summary
-from sessions_app.codec import ZSTD_MAGIC
+from convstore.codec import ZSTD_MAGIC
+from convstore.exceptions import CodecError
+from convstore.keys import STATE_PREFIX, KeyLayout
 from sessions_app.demo import make_session
-from sessions_app.exceptions import CodecError
-from sessions_app.keys import STATE_PREFIX, KeyLayout
 from sessions_app.store import ConversationStore, get_store
 
 WINDOW = 20

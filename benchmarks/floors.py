@@ -20,9 +20,9 @@ import redis.asyncio.connection
 import redis.connection
 from django.conf import settings
 
-from sessions_app import keys as fields
-from sessions_app import scripts
-from sessions_app.codec import split_turn_item
+from convstore import keys as fields
+from convstore import scripts
+from convstore.codec import split_turn_item
 from sessions_app.store import ConversationStore
 
 CALLS_COUNTED = 200

@@ -12,11 +12,11 @@ import orjson
 
 from benchmarks import floors
 from benchmarks.timing import Timing, measure_rounds, measure_together, ratio, summary, verdict
-from sessions_app import keys as fields
-from sessions_app.codec import LZ4_MAGIC, bot_config_digest, split_turn_item
+from convstore import keys as fields
+from convstore.codec import LZ4_MAGIC, bot_config_digest, split_turn_item
+from convstore.tracing import traced
 from sessions_app.demo import make_session, make_turn
 from sessions_app.store import get_store
-from sessions_app.tracing import traced
 
 WINDOW = 20
 SIZES = (("1 MB", 300, 1_000), ("6 MB", 1_000, 10_000), ("25 MB", 1_000, 50_000))

@@ -4,9 +4,9 @@ admin's census."""
 
 from dataclasses import dataclass
 
+from convstore.exceptions import SessionNotFound
 from sessions_app import census, maintenance
 from sessions_app.compaction import CompactionPolicy
-from sessions_app.exceptions import SessionNotFound
 from sessions_app.services import (
     archive_idle,
     compact_session,

@@ -21,8 +21,8 @@ from django.http import HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
+from convstore.tracing import recording_phases
 from sessions_app.store import CorruptSession, StoreUnavailable, get_async_store, get_store
-from sessions_app.tracing import recording_phases
 
 log = logging.getLogger(__name__)
 DEFAULT_WINDOW = 20

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from sessions_app.exceptions import ArchiveConflict
+from convstore.exceptions import ArchiveConflict
 from sessions_app.models import ArchivedSession, ArchivedTurn
 
 

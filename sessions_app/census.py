@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, fields
 import orjson
 import redis
 
+from convstore.exceptions import StoreError
+from convstore.keys import BYTES, CFG
 from sessions_app import indexes
-from sessions_app.exceptions import StoreError
-from sessions_app.keys import BYTES, CFG
 from sessions_app.maintenance import SessionSize
 
 MAX_AGE = 300

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from django.conf import settings
 
-from sessions_app.exceptions import CorruptSession
+from convstore.exceptions import CorruptSession
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 import redis
 
-from sessions_app import keys as fields
-from sessions_app.exceptions import CorruptSession
-from sessions_app.protocol import Command, int_field
+from convstore import keys as fields
+from convstore.exceptions import CorruptSession
+from convstore.protocol import Command, int_field
 
 LAST_TIME = 253402300799.0
 """9999-12-31 23:59:59 UTC: a later score of the seen index is no time anyone can show."""

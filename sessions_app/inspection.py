@@ -10,10 +10,11 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from sessions_app import indexes, legacy, maintenance
-from sessions_app.exceptions import CorruptSession, SessionNotFound
-from sessions_app.keys import ARCHIVED, BYTES, DOC, STATE_PREFIX
-from sessions_app.protocol import Command, int_field
+from convstore import legacy
+from convstore.exceptions import CorruptSession, SessionNotFound
+from convstore.keys import ARCHIVED, BYTES, DOC, STATE_PREFIX
+from convstore.protocol import Command, int_field
+from sessions_app import indexes, maintenance
 
 LAST_TURNS = 50
 DOC_FIELD, PREFIX = DOC.encode(), STATE_PREFIX.encode()

@@ -8,11 +8,12 @@ and the indexes are updated beside it from what the script reports.
 import time
 from typing import NamedTuple
 
-from sessions_app import indexes, indexing, legacy
-from sessions_app import keys as fields
-from sessions_app.codec import turn_item
-from sessions_app.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreFull
-from sessions_app.protocol import Command, Script, int_field, text_field
+from convstore import indexing, legacy
+from convstore import keys as fields
+from convstore.codec import turn_item
+from convstore.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreFull
+from convstore.protocol import Command, Script, int_field, text_field
+from sessions_app import indexes
 
 DROPPED, WRITTEN, GONE = 1, 0, -1
 
@@ -435,6 +436,7 @@ def restore(store, session, *, incarnation, rev, next_seq, turns):
     size = sum(len(value) for _, value in encoded) + sum(map(len, items))
     meta = {
         fields.INC: incarnation,
+        fields.LAYOUT: fields.LAYOUT_VERSION,
         fields.REV: rev,
         fields.SEQ: next_seq,
         fields.ARCHIVED: next_seq - len(items),

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import orjson
 import redis
 
+from convstore.keys import BYTES, REV
+from convstore.protocol import Command, int_field
+from convstore.tracing import recording_phases
 from sessions_app import inspection
-from sessions_app.keys import BYTES, REV
-from sessions_app.protocol import Command, int_field
 from sessions_app.store import SessionNotFound, StoreError, get_store
-from sessions_app.tracing import recording_phases
 
 MAX_RUNS = 100
 BYTE_BUDGET = 256 * 1024 * 1024

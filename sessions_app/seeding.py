@@ -8,9 +8,9 @@ import itertools
 import json
 from dataclasses import dataclass
 
+from convstore.keys import check_cid
+from convstore.protocol import Command
 from sessions_app import demo, maintenance
-from sessions_app.keys import check_cid
-from sessions_app.protocol import Command
 from sessions_app.store import get_store
 
 # Sessions per pipeline: few round trips, bounded memory.

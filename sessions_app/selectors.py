@@ -12,11 +12,11 @@ from datetime import datetime
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
+from convstore.keys import check_cid
 from phonemes import selectors as phoneme_selectors
 from sessions_app import census, indexes, inspection, maintenance
 from sessions_app.census import Census
 from sessions_app.inspection import SessionParts, SessionRow
-from sessions_app.keys import check_cid
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.store import CorruptSession, SessionNotFound, get_store
 

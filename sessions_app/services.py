@@ -14,6 +14,15 @@ from operator import attrgetter
 from django.conf import settings
 from django.db import DatabaseError
 
+from convstore.exceptions import (
+    ArchiveConflict,
+    CorruptSession,
+    SessionBusy,
+    SessionNotFound,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
 from locks import LockHeld, LockUnavailable, exclusive
 from sessions_app import archive, maintenance
 from sessions_app.compaction import (
@@ -22,15 +31,6 @@ from sessions_app.compaction import (
     CompactReport,
     CompactResult,
     TrimResult,
-)
-from sessions_app.exceptions import (
-    ArchiveConflict,
-    CorruptSession,
-    SessionBusy,
-    SessionNotFound,
-    StoreError,
-    StoreFull,
-    StoreUnavailable,
 )
 from sessions_app.store import get_store
 

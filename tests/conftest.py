@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.cache import caches
 
 from sessions_app.store import get_store
+from tests.redis_servers import RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +40,29 @@ def celery_queue():
         broker.delete(*(key.format(name) for key in KOMBU_BINDINGS))
     finally:
         broker.close()
+
+
+@pytest.fixture
+def sessions_redis(settings, tmp_path):
+    """Start a redis-server of the test's own and point the sessions alias (the store and the
+    locks) at it: ``sessions_redis(*redis_server_args, **OPTIONS)``. Stopped at the end."""
+    servers = []
+
+    def start(*args, **options):
+        server = RedisServer(tmp_path, *args).start()
+        servers.append(server)
+        alias = settings.CACHES["sessions"]
+        settings.CACHES = {
+            **settings.CACHES,
+            "sessions": {
+                **alias,
+                "LOCATION": server.url,
+                "OPTIONS": {**alias["OPTIONS"], **options},
+            },
+        }
+        return server
+
+    yield start
+    for server in servers:
+        server.resume()
+        server.kill()

@@ -66,5 +66,6 @@ class RedisServer:
         self.process.send_signal(signal.SIGSTOP)
 
     def resume(self):
+        """Let a paused server answer again (a no-op on one that is not running)."""
         if self.process is not None:
             self.process.send_signal(signal.SIGCONT)

@@ -7,7 +7,6 @@ import pytest
 from django.conf import settings
 
 from locks import LockHeld, LockLost, LockUnavailable, exclusive
-from tests.redis_servers import RedisServer
 
 
 def lock_key(name):
@@ -85,20 +84,12 @@ def test_a_renewal_after_another_run_took_the_lock_is_lock_lost(redis_client):
     assert redis_client.get(lock_key("job")) == b"another run's token"
 
 
-def test_a_lock_is_taken_and_renewed_when_redis_is_full(settings, tmp_path):
-    server = RedisServer(tmp_path, "--maxmemory-policy", "noeviction").start()
-    try:
-        settings.CACHES = {
-            **settings.CACHES,
-            "sessions": {**settings.CACHES["sessions"], "LOCATION": server.url},
-        }
-        client = server.client()
-        client.set("filler", b"x" * 100_000)
-        client.config_set("maxmemory", client.info("memory")["used_memory"] // 2)
+def test_a_lock_is_taken_and_renewed_when_redis_is_full(sessions_redis):
+    client = sessions_redis("--maxmemory-policy", "noeviction").client()
+    client.set("filler", b"x" * 100_000)
+    client.config_set("maxmemory", client.info("memory")["used_memory"] // 2)
 
-        with exclusive("job", timeout=30) as lock:
-            lock.reacquire()
-            assert 25 < client.ttl(lock_key("job")) <= 30
-        assert not client.exists(lock_key("job"))
-    finally:
-        server.kill()
+    with exclusive("job", timeout=30) as lock:
+        lock.reacquire()
+        assert 25 < client.ttl(lock_key("job")) <= 30
+    assert not client.exists(lock_key("job"))

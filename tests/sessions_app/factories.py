@@ -3,7 +3,7 @@
 Each turn's content names its seq, so a test can tell which turn went where.
 """
 
-from sessions_app import keys
+from convstore import keys
 
 BOT_CONFIG = {"scenario": {"id": "family-3", "steps": [1, 2, 3]}, "system_prompt": "Be kind."}
 

@@ -6,6 +6,7 @@ from several test threads are concurrent tasks on that loop, as in the asyncio r
 
 import asyncio
 import threading
+from contextlib import contextmanager
 
 from sessions_app.store import get_async_store, get_store
 
@@ -38,3 +39,17 @@ class AsyncStoreFromThreads:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
+
+
+@contextmanager
+def store_of_kind(kind):
+    """The sync store, or the async one driven from threads ("sync" or "async"): a store
+    fixture parametrized by kind yields from this."""
+    if kind == "sync":
+        yield get_store()
+        return
+    both = AsyncStoreFromThreads()
+    try:
+        yield both
+    finally:
+        both.close()

@@ -19,8 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from convstore.keys import DOC, STATE_PREFIX
 from sessions_app import census, profiling, seeding, tasks
-from sessions_app.keys import DOC, STATE_PREFIX
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import CompactionPolicy
 from sessions_app.store import ConversationStore

@@ -13,7 +13,6 @@ from django.urls import reverse
 from sessions_app import census, selectors
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.store import get_store
-from tests.redis_servers import RedisServer
 from tests.sessions_app.factories import save_session
 
 pytestmark = pytest.mark.django_db
@@ -27,15 +26,9 @@ def url(view, *args):
 
 
 @pytest.fixture
-def full_redis(settings, tmp_path):
+def full_redis(settings, sessions_redis):
     """Sessions on a redis-server of this test's own, filled until it refuses writes."""
-    server = RedisServer(
-        tmp_path, "--maxmemory", str(MAXMEMORY), "--maxmemory-policy", "noeviction"
-    ).start()
-    settings.CACHES = {
-        **settings.CACHES,
-        "sessions": {**settings.CACHES["sessions"], "LOCATION": server.url},
-    }
+    server = sessions_redis("--maxmemory", str(MAXMEMORY), "--maxmemory-policy", "noeviction")
     settings.ROBOTPERF_COMPACTION = {
         **settings.ROBOTPERF_COMPACTION,
         "MAX_TURNS": 20,
@@ -56,8 +49,7 @@ def full_redis(settings, tmp_path):
     with pytest.raises(redis.exceptions.OutOfMemoryError):
         client.set("one-more", b"x")
     client.close()
-    yield store
-    server.kill()
+    return store
 
 
 def test_the_pages_render_when_redis_is_full_with_a_banner(full_redis, admin_client):

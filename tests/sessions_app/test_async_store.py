@@ -21,15 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ROBOT = """
 import asyncio, os, sys
 import orjson
-from sessions_app.store import AsyncConversationStore
-
-OPTIONS = {
-    "SERIALIZER": "sessions_app.codec.OrjsonSerializer",
-    "COMPRESSOR": "sessions_app.codec.Lz4Compressor",
-}
+from convstore import AsyncConversationStore
 
 async def main(url):
-    store = AsyncConversationStore.from_url(url, OPTIONS)
+    store = AsyncConversationStore.from_url(url)
     try:
         saved = await store.save({
             "conversation_id": "robot-1",
@@ -155,7 +150,7 @@ def test_an_exhausted_pool_fails_as_overload_never_as_unreachable(store):
 
 
 def test_threads_sharing_one_store_never_trip_over_its_caches(store):
-    from sessions_app.core import StoreCore
+    from convstore.core import StoreCore
 
     small = StoreCore(store.codec, keys=store.keys, cache_size=1)  # 16 shapes at most
     for n in range(40):

@@ -12,15 +12,8 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django_redis.exceptions import CompressorError
 
-from sessions_app.codec import (
-    LZ4_MAGIC,
-    CodecError,
-    Lz4Compressor,
-    OrjsonSerializer,
-    bot_config_digest,
-    split_turn_item,
-    turn_item,
-)
+from convstore.codec import LZ4_MAGIC, CodecError, bot_config_digest, split_turn_item, turn_item
+from sessions_app.codec import Lz4Compressor, OrjsonSerializer
 
 serializer = OrjsonSerializer({})
 

@@ -18,9 +18,9 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.urls import reverse
 
+from convstore.exceptions import CorruptSession
 from sessions_app import census, services, tasks
 from sessions_app.compaction import CompactionPolicy
-from sessions_app.exceptions import CorruptSession
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.store import get_store
 from tests.sessions_app.factories import save_session

@@ -7,28 +7,23 @@ import json
 import orjson
 import pytest
 
+from convstore.exceptions import StoreFull
 from sessions_app import actions
 from sessions_app.compaction import CompactionPolicy
-from sessions_app.exceptions import StoreFull
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import compact_oversized, compact_session, trim_history
 from sessions_app.store import get_store
-from tests.redis_servers import RedisServer
 from tests.sessions_app.factories import make_turn, save_session
-from tests.sessions_app.stores import AsyncStoreFromThreads
+from tests.sessions_app.stores import store_of_kind
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def full_redis(settings, tmp_path):
+def full_redis(sessions_redis):
     """A Redis holding three sessions of 60 turns whose ``maxmemory`` is then set to half of
     what it uses: it refuses every write that may grow it, whatever else happens meanwhile."""
-    server = RedisServer(tmp_path, "--maxmemory-policy", "noeviction").start()
-    settings.CACHES = {
-        **settings.CACHES,
-        "sessions": {**settings.CACHES["sessions"], "LOCATION": server.url},
-    }
+    server = sessions_redis("--maxmemory-policy", "noeviction")
     store = get_store()
     for cid in ("c1", "c2", "c3"):
         save_session(store, cid, turns=60, size=100)
@@ -40,17 +35,12 @@ def full_redis(settings, tmp_path):
     client.config_set("maxmemory", client.info("memory")["used_memory"] // 2)
     yield client
     client.close()
-    server.kill()
 
 
 @pytest.fixture(params=["sync", "async"])
 def full_store(request, full_redis):
-    if request.param == "sync":
-        yield get_store()
-        return
-    both = AsyncStoreFromThreads()
-    yield both
-    both.close()
+    with store_of_kind(request.param) as store:
+        yield store
 
 
 def everything(client):

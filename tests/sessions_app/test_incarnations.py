@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from convstore.exceptions import ArchiveConflict, SessionExists
+from convstore.keys import INC
 from sessions_app import archive, maintenance
-from sessions_app.exceptions import ArchiveConflict, SessionExists
-from sessions_app.keys import INC
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (
     CompactionPolicy,

@@ -4,9 +4,10 @@ if it is still the one it read, so a write made meanwhile is never overwritten."
 import orjson
 import pytest
 
-from sessions_app import keys, maintenance
-from sessions_app.codec import LZ4_MAGIC
-from sessions_app.protocol import Script
+from convstore import keys
+from convstore.codec import LZ4_MAGIC
+from convstore.protocol import Script
+from sessions_app import maintenance
 from sessions_app.services import trim_history
 from tests.sessions_app.factories import make_turn, save_session, stored_bytes
 

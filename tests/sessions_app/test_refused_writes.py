@@ -10,6 +10,7 @@ from django.core.cache import caches
 from django.core.management import call_command
 
 from sessions_app import services
+from sessions_app.codec import codec_from_options
 from sessions_app.store import ConversationStore, CorruptSession
 from tests.sessions_app import test_store
 from tests.sessions_app.test_store import contents, make_session
@@ -194,9 +195,12 @@ def test_an_edit_of_an_archived_turn_is_refused(store):
 
 
 def test_a_turn_stored_compressed_by_other_codec_options_is_not_an_edit(redis_client):
-    cache, alias = caches["sessions"], settings.CACHES["sessions"]["OPTIONS"]
-    compressing = ConversationStore(cache, {**alias, "COMPRESS_MIN_LENGTH": 64})
-    plain = ConversationStore(cache, {**alias, "COMPRESS_MIN_LENGTH": 10**9})
+    client = caches["sessions"].client.get_client(write=True)
+    alias = settings.CACHES["sessions"]["OPTIONS"]
+    compressing = ConversationStore(
+        client, codec_from_options({**alias, "COMPRESS_MIN_LENGTH": 64})
+    )
+    plain = ConversationStore(client, codec_from_options({**alias, "COMPRESS_MIN_LENGTH": 10**9}))
     session = make_session()
     session["history"][-1]["content"] = "long " * 200
     compressing.save(session)

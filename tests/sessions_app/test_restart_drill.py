@@ -22,7 +22,6 @@ from sessions_app.store import (
     get_async_store,
     get_store,
 )
-from tests.redis_servers import RedisServer
 
 SYNC_APPENDERS, ASYNC_APPENDERS = 3, 3
 SECONDS_BEFORE, SECONDS_AFTER = 1.5, 2.5
@@ -104,14 +103,8 @@ def compactor(stop, errors):
 
 
 @pytest.fixture
-def drill_redis(settings, tmp_path):
-    server = RedisServer(tmp_path).start()
-    settings.CACHES = {
-        **settings.CACHES,
-        "sessions": {**settings.CACHES["sessions"], "LOCATION": server.url},
-    }
-    yield server
-    server.kill()
+def drill_redis(sessions_redis):
+    return sessions_redis()
 
 
 @pytest.mark.django_db(transaction=True)

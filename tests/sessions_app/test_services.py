@@ -10,10 +10,10 @@ import orjson
 import pytest
 from django.db import DatabaseError
 
+from convstore.codec import LZ4_MAGIC
+from convstore.exceptions import SessionBusy, SessionExists
 from sessions_app import archive, maintenance
 from sessions_app.archive import archive_turns
-from sessions_app.codec import LZ4_MAGIC
-from sessions_app.exceptions import SessionBusy, SessionExists
 from sessions_app.maintenance import WRITTEN
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (
@@ -33,7 +33,6 @@ from sessions_app.store import (
     StoreUnavailable,
     get_store,
 )
-from tests.redis_servers import RedisServer
 from tests.sessions_app.factories import make_turn, save_session, stored_bytes
 
 pytestmark = pytest.mark.django_db
@@ -693,15 +692,9 @@ def test_a_database_failure_is_reported_and_the_others_go_on(store, monkeypatch)
 
 
 @pytest.fixture
-def private_redis(settings, tmp_path):
+def private_redis(sessions_redis):
     """A Redis server of this test's own, which the test may stop; the store points at it."""
-    server = RedisServer(tmp_path).start()
-    settings.CACHES = {
-        **settings.CACHES,
-        "sessions": {**settings.CACHES["sessions"], "LOCATION": server.url},
-    }
-    yield server
-    server.kill()
+    return sessions_redis()
 
 
 def test_redis_stopped_mid_compaction_stops_it_with_the_stores_error(private_redis, monkeypatch):

@@ -9,10 +9,10 @@ import time
 
 import pytest
 from django.conf import settings
-from django_redis.cache import RedisCache
 
-from sessions_app import keys, maintenance
-from sessions_app.codec import CodecError
+from convstore import keys
+from convstore.codec import CodecError
+from sessions_app import maintenance
 from sessions_app.services import trim_history
 from sessions_app.store import (
     AsyncConversationStore,
@@ -23,19 +23,15 @@ from sessions_app.store import (
     StoreUnavailable,
     get_store,
 )
-from tests.redis_servers import RedisServer, free_port
+from tests.redis_servers import free_port
 from tests.sessions_app.factories import stored_bytes
-from tests.sessions_app.stores import AsyncStoreFromThreads
+from tests.sessions_app.stores import store_of_kind
 
 
 @pytest.fixture(params=["sync", "async"])
 def store(request):
-    if request.param == "sync":
-        yield get_store()
-        return
-    both = AsyncStoreFromThreads()
-    yield both
-    both.close()
+    with store_of_kind(request.param) as store:
+        yield store
 
 
 SCENARIO = {
@@ -261,6 +257,7 @@ class TestLayout:
             b"rev",
             b"seq",
             b"inc",
+            b"v",
             b"cfg",
             b"archived",
             b"bytes",
@@ -414,9 +411,9 @@ class TestErrors:
             store.load("lonely")
 
     def test_redis_down_is_the_stores_error_with_the_url_and_no_password(self):
-        options = {**settings.CACHES["sessions"]["OPTIONS"], "SOCKET_CONNECT_TIMEOUT": 0.5}
-        cache = RedisCache("redis://:hunter2@127.0.0.1:1/0", {"OPTIONS": options})
-        down = ConversationStore(cache, options)
+        down = ConversationStore.from_url(
+            "redis://:hunter2@127.0.0.1:1/0", client_options={"socket_connect_timeout": 0.5}
+        )
         with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1") as raised:
             down.load("c1")
         assert "hunter2" not in str(raised.value)
@@ -694,22 +691,11 @@ class TestWhatWritesKeep:
 
 
 @pytest.fixture(params=["sync", "async"])
-def private_store(request, settings, tmp_path):
+def private_store(request, sessions_redis):
     """(a redis-server of this test's own, a store on it with short timeouts): sync or async."""
-    server = RedisServer(tmp_path).start()
-    sessions = settings.CACHES["sessions"]
-    options = {**sessions["OPTIONS"], "SOCKET_TIMEOUT": 0.5, "SOCKET_CONNECT_TIMEOUT": 0.5}
-    settings.CACHES = {
-        **settings.CACHES,
-        "sessions": {**sessions, "LOCATION": server.url, "OPTIONS": options},
-    }
-    both = AsyncStoreFromThreads() if request.param == "async" else None
-    try:
-        yield server, both or get_store()
-    finally:
-        server.kill()
-        if both is not None:
-            both.close()
+    server = sessions_redis(SOCKET_TIMEOUT=0.5, SOCKET_CONNECT_TIMEOUT=0.5)
+    with store_of_kind(request.param) as store:
+        yield server, store
 
 
 class TestRedisMisbehaving:

@@ -11,21 +11,16 @@ from redis.retry import Retry
 
 from sessions_app import maintenance
 from sessions_app.store import StoreUnavailable, get_store
-from tests.redis_servers import RedisServer
 from tests.sessions_app.factories import make_turn, save_session
-from tests.sessions_app.stores import AsyncStoreFromThreads
+from tests.sessions_app.stores import AsyncStoreFromThreads, store_of_kind
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(params=["sync", "async"])
 def both(request):
-    if request.param == "sync":
-        yield get_store()
-        return
-    store = AsyncStoreFromThreads()
-    yield store
-    store.close()
+    with store_of_kind(request.param) as store:
+        yield store
 
 
 def core(store):
@@ -75,32 +70,18 @@ def test_a_session_created_while_its_index_commands_fail_is_found_by_the_rebuild
 
 
 @pytest.fixture
-def stalled_redis(settings, tmp_path):
+def stalled_redis(sessions_redis):
     """A Redis of the test's own, and a store that waits 0.3 s for an answer. Its options ask
     redis-py to retry three times: the store must not resend a write all the same."""
-    server = RedisServer(tmp_path).start()
-    options = {
-        **settings.CACHES["sessions"]["OPTIONS"],
-        "SOCKET_TIMEOUT": 0.3,
-        "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 3)},
-    }
-    settings.CACHES = {
-        **settings.CACHES,
-        "sessions": {**settings.CACHES["sessions"], "LOCATION": server.url, "OPTIONS": options},
-    }
-    yield server
-    server.resume()
-    server.kill()
+    return sessions_redis(
+        SOCKET_TIMEOUT=0.3, CONNECTION_POOL_KWARGS={"retry": Retry(NoBackoff(), 3)}
+    )
 
 
 @pytest.fixture(params=["sync", "async"])
 def stalled_store(request, stalled_redis):
-    if request.param == "sync":
-        yield get_store()
-        return
-    store = AsyncStoreFromThreads()
-    yield store
-    store.close()
+    with store_of_kind(request.param) as store:
+        yield store
 
 
 def test_a_write_whose_answer_is_lost_is_maybe_written_and_applied_once(

@@ -6,6 +6,11 @@ slot; the indexes and the shared bot_configs are keys of their own, written besi
 
 from dataclasses import dataclass
 
+LAYOUT_VERSION = 3
+"""The key layout this library writes: 1 the first release's one ``doc`` field, 2 one field per
+state key, 3 with incarnations. Each state hash it creates carries it (LAYOUT); hashes without
+it are of layout 2 (or 1, when they hold a DOC)."""
+
 # Fields of a conversation's state hash, besides one per top-level key of its state.
 REV = "rev"
 """Bumped by every state write; a write names the rev it read."""
@@ -17,6 +22,8 @@ ARCHIVED = "archived"
 """How many of its turns were moved to the archive."""
 BYTES = "bytes"
 """Bytes of its state fields and turn items in Redis."""
+LAYOUT = "v"
+"""The key layout version the conversation was created in (LAYOUT_VERSION)."""
 INC = "inc"
 """Its incarnation: a random id given when the conversation is created in Redis. An id that
 left Redis (deleted, expired, lost) and is saved again is a new incarnation, whose turns are
@@ -33,6 +40,7 @@ LUA_FIELDS = {
     "archived": ARCHIVED,
     "bytes": BYTES,
     "inc": INC,
+    "layout": LAYOUT,
     "doc": DOC,
     "state_prefix": STATE_PREFIX,
 }

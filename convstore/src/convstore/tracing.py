@@ -8,9 +8,12 @@ import contextvars
 import time
 from contextlib import contextmanager
 
-from opentelemetry import trace
+try:  # optional: without opentelemetry-api installed, no span is ever made
+    from opentelemetry import trace
+except ImportError:  # pragma: no cover - an install without the otel extra
+    trace = None
 
-tracer = trace.get_tracer("robotperf.sessions")
+tracer = trace.get_tracer("convstore") if trace is not None else None
 # Set only inside `recording_phases()` (the admin's load profile): elsewhere it is None, and a
 # store call pays one ContextVar lookup (~20 ns) for it.
 _recorder = contextvars.ContextVar("robotperf_phase_recorder", default=None)
@@ -75,6 +78,8 @@ class RecordingPhases:
 def _sdk_installed():
     # Without an SDK the API hands out no-op spans, which still cost ~17 µs a call in context
     # bookkeeping: a store call skips them. Checked per call, as an SDK may be set up later.
+    if trace is None:
+        return False
     provider = trace.get_tracer_provider()
     return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 

@@ -10,7 +10,7 @@ trims and deletes free a full Redis) or ``flags=no-writes`` (it only reads).
 from functools import cache
 from importlib.resources import files
 
-from sessions_app import keys
+from convstore import keys
 
 _FIELDS = ", ".join(f"{name} = '{value}'" for name, value in keys.LUA_FIELDS.items())
 NAMES = (
@@ -32,11 +32,12 @@ NAMES = (
 @cache
 def source(name):
     """The Lua source of the script ``name``, prelude first."""
-    lua = files("sessions_app") / "lua"
+    lua = files("convstore") / "lua"
     prelude = (lua / "prelude.lua").read_text()
     body = (lua / f"{name}.lua").read_text()
     shebang = ""
     if body.startswith("#!"):
         shebang, body = body.split("\n", 1)
         shebang += "\n"
-    return f"{shebang}local F = {{{_FIELDS}}}\n{prelude}\n{body}"
+    version = f"local LAYOUT_VERSION = {keys.LAYOUT_VERSION}"
+    return f"{shebang}local F = {{{_FIELDS}}}\n{version}\n{prelude}\n{body}"

@@ -4,11 +4,11 @@ legacy key per conversation), and the first release's state stored as one ``doc`
 Each function is a generator of the core's protocol, taking the core (core.py).
 """
 
-from sessions_app import indexing
-from sessions_app import keys as fields
-from sessions_app.codec import without_non_finite
-from sessions_app.exceptions import CorruptSession, SessionNotFound
-from sessions_app.protocol import Command, Script, ask
+from convstore import indexing
+from convstore import keys as fields
+from convstore.codec import without_non_finite
+from convstore.exceptions import CorruptSession, SessionNotFound
+from convstore.protocol import Command, Script, ask
 
 
 def load_legacy(core, cid, window, phase):

@@ -6,7 +6,7 @@ argument checks shared by every call are here too.
 
 from typing import NamedTuple
 
-from sessions_app.exceptions import CorruptSession, StoreError, StoreFull, StoreUnavailable
+from convstore.exceptions import CorruptSession, StoreError, StoreFull, StoreUnavailable
 
 # LRANGE takes a 64-bit index; no conversation has anywhere near this many turns.
 MAX_WINDOW = 2**53

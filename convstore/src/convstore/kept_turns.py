@@ -9,11 +9,11 @@ are not looked at. A generator of the core's protocol (core.py), taking the core
 legacy.py.
 """
 
-from sessions_app import keys as fields
-from sessions_app import legacy
-from sessions_app.codec import split_turn_item
-from sessions_app.exceptions import CodecError, CorruptSession
-from sessions_app.protocol import ArchiveRead, Command, ask, int_field, text_field
+from convstore import keys as fields
+from convstore import legacy
+from convstore.codec import split_turn_item
+from convstore.exceptions import CodecError, CorruptSession
+from convstore.protocol import ArchiveRead, Command, ask, int_field, text_field
 
 
 def check_unchanged(core, cid, session):

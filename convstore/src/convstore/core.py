@@ -12,16 +12,16 @@ import secrets
 import threading
 from typing import NamedTuple
 
-from sessions_app import indexing, kept_turns, legacy
-from sessions_app import keys as fields
-from sessions_app.codec import bot_config_digest, split_turn_item, turn_item
-from sessions_app.exceptions import (
+from convstore import indexing, kept_turns, legacy
+from convstore import keys as fields
+from convstore.codec import bot_config_digest, split_turn_item, turn_item
+from convstore.exceptions import (
     CodecError,
     CorruptSession,
     SessionNotFound,
     StaleRevision,
 )
-from sessions_app.protocol import (
+from convstore.protocol import (
     EXISTS,
     NOT_FOUND,
     ONE_DOC,
@@ -36,7 +36,7 @@ from sessions_app.protocol import (
     raise_for,
     text_field,
 )
-from sessions_app.tracing import traced
+from convstore.tracing import traced
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ function is a generator of the core's protocol, taking the core (core.py).
 import logging
 import time
 
-from sessions_app.exceptions import StoreError, StoreUnavailable
-from sessions_app.protocol import NOT_FOUND, OK, Command, raise_for
+from convstore.exceptions import StoreError, StoreUnavailable
+from convstore.protocol import NOT_FOUND, OK, Command, raise_for
 
 log = logging.getLogger(__name__)
 

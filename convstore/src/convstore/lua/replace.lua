@@ -19,7 +19,7 @@ local inc = ARGV[5]
 if exists then inc = cur[5] or '' end
 redis.call('DEL', KEYS[1], KEYS[2])
 local n = tonumber(ARGV[6])
-local fields, size = {F.rev, rev, F.archived, archived, F.inc, inc}, 0
+local fields, size = {F.rev, rev, F.archived, archived, F.inc, inc, F.layout, LAYOUT_VERSION}, 0
 for i = 7, 6 + 2 * n, 2 do
   add_field(fields, ARGV[i], ARGV[i + 1])
   size = size + #ARGV[i + 1]

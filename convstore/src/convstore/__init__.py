@@ -1,0 +1,45 @@
+"""convstore: a tutoring robot's conversations in Redis, fast to load at any history length.
+
+A state hash, a turn list and a shared bot_config per conversation, written by Lua scripts;
+`ConversationStore` (redis-py) and `AsyncConversationStore` (redis.asyncio) drive one sans-IO
+core. See README.md.
+"""
+
+from convstore.codec import Codec, JsonSerializer, Lz4Compressor
+from convstore.exceptions import (
+    ArchiveConflict,
+    CodecError,
+    CorruptSession,
+    SessionBusy,
+    SessionExists,
+    SessionNotFound,
+    StaleRevision,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
+from convstore.keys import LAYOUT_VERSION, KeyLayout
+from convstore.store import AsyncConversationStore, ConversationStore
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "ArchiveConflict",
+    "AsyncConversationStore",
+    "Codec",
+    "CodecError",
+    "ConversationStore",
+    "CorruptSession",
+    "JsonSerializer",
+    "KeyLayout",
+    "Lz4Compressor",
+    "SessionBusy",
+    "SessionExists",
+    "SessionNotFound",
+    "StaleRevision",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+    "__version__",
+]

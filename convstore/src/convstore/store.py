@@ -1,0 +1,314 @@
+"""The robot's conversation store, sync and async: load, save, append_turns, update_state,
+delete, size_breakdown.
+
+Both stores drive the same sans-IO core (core.py) and differ only in how they talk to Redis:
+`ConversationStore` on redis-py (threads: a web app, a job queue), `AsyncConversationStore` on
+redis.asyncio (the asyncio robot), one client per event loop.
+"""
+
+import asyncio
+import hashlib
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from convstore import scripts
+from convstore.codec import Codec
+from convstore.core import StoreCore
+from convstore.exceptions import (
+    CorruptSession,
+    SessionBusy,
+    SessionNotFound,
+    StaleRevision,
+    StoreError,
+    StoreUnavailable,
+)
+from convstore.keys import KeyLayout
+from convstore.protocol import ArchiveRead, Script, ask, raise_for, refused, send, writes
+
+__all__ = [
+    "AsyncConversationStore",
+    "ConversationStore",
+    "CorruptSession",
+    "SessionBusy",
+    "SessionNotFound",
+    "StaleRevision",
+    "StoreError",
+    "StoreUnavailable",
+]
+
+_SHAS = {name: hashlib.sha1(scripts.source(name).encode()).hexdigest() for name in scripts.NAMES}
+
+
+def safe_url(url):
+    """``url`` with its password masked, for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class _Store:
+    """What both stores share: the core and its options, and how a request is queued."""
+
+    def __init__(
+        self,
+        codec,
+        *,
+        url,
+        keys=None,
+        ttl=0,
+        legacy_reads=True,
+        archive=None,
+        bot_config_cache_size=256,
+    ):
+        self.core = StoreCore(
+            codec,
+            keys=keys or KeyLayout(),
+            ttl=ttl,
+            legacy_reads=legacy_reads,
+            cache_size=bot_config_cache_size,
+        )
+        self.codec, self.keys, self.ttl = codec, self.core.keys, ttl
+        self.url = safe_url(url)
+        self.archive = archive
+
+    def _failed(self, error, request):
+        """The store's error for what redis-py raised while ``request`` was sent.
+
+        A write whose connection failed after it was sent may have happened: the error says so
+        (``maybe_written``), because neither "failed" nor "done" would be true. redis-py's own
+        retries are off for the same reason: resending a write that timed out would apply it
+        twice.
+        """
+        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+            sent = "connecting to" not in str(error)
+            maybe = sent and isinstance(request, list) and writes(request)
+            text = f"Redis at {self.url} is unreachable: {error}"
+            if maybe:
+                text += "; the write may have happened: load the conversation before retrying"
+            failure = StoreUnavailable(text)
+            failure.maybe_written = maybe
+        else:
+            failure = refused(error, Script("", [self.url], []))
+            failure = failure or StoreError(f"Redis at {self.url} failed: {error}")
+        failure.__cause__ = error
+        return failure
+
+    def _no_archive(self):
+        return StoreError("this store has no archive: archived turns cannot be read")
+
+    @staticmethod
+    def _queue(pipe, request):
+        if isinstance(request, Script):
+            args = (*request.keys, *request.args)
+            pipe.evalsha(_SHAS[request.name], len(request.keys), *args)
+        else:
+            getattr(pipe, request.name)(*request.args)
+
+
+class ConversationStore(_Store):
+    """The conversation store on a redis-py client, shared by the threads of a process."""
+
+    def __init__(self, client, codec=None, **store_options):
+        self.client = client
+        pool = client.connection_pool
+        pool.set_retry(Retry(NoBackoff(), 0))  # see _failed: a write is never sent twice
+        kwargs = pool.connection_kwargs
+        url = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+        super().__init__(codec or Codec(), url=url, **store_options)
+
+    @classmethod
+    def from_url(cls, url, codec=None, *, client_options=None, **store_options):
+        """A store on a new client of the Redis at ``url`` (``client_options``: redis-py's)."""
+        return cls(redis.Redis.from_url(url, **(client_options or {})), codec, **store_options)
+
+    def load(self, conversation_id, window=20):
+        """The conversation as the robot has always seen it, with the last ``window`` turns.
+
+        ``window=None`` returns every turn, archived ones first; the database is read only
+        when the window reaches past the turns still in Redis. Returns None when there is none.
+        The bot_config is shared between loads: treat it as read-only.
+        """
+        return self.run(self.core.load(conversation_id, window))
+
+    def save(self, session):
+        """Create or replace a whole conversation; returns its new revision.
+
+        A dict that ``load`` returned (it carries ``_rev``) is written back as a state update
+        checked against that revision, plus the turns without a ``seq``, which are new.
+        """
+        return self.run(self.core.save(session))
+
+    def append_turns(self, conversation_id, turns):
+        """Append turns in O(1) each; returns their sequence numbers."""
+        return self.run(self.core.append_turns(conversation_id, turns))
+
+    def update_state(self, conversation_id, changes, expected_rev):
+        """Apply top-level ``changes`` if the conversation is still at ``expected_rev``.
+
+        Returns the new revision; raises StaleRevision when another writer came first.
+        """
+        return self.run(self.core.update_state(conversation_id, changes, expected_rev))
+
+    def delete(self, conversation_id):
+        """Remove a conversation from Redis; True when there was one."""
+        return self.run(self.core.delete(conversation_id))
+
+    def size_breakdown(self, conversation_id):
+        """Bytes of each part of a conversation as stored (from Redis, nothing decoded)."""
+        return self.run(self.core.size_breakdown(conversation_id))
+
+    def run(self, operation):
+        """Drive one of the core's operations to its result; what redis-py raises is thrown
+        into it as the store's error (it may carry on: a failed index update is not the
+        call's failure)."""
+        try:
+            request = next(operation)
+            while True:
+                try:
+                    answer = self.execute(request)
+                except redis.RedisError as e:
+                    request = operation.throw(self._failed(e, request))
+                else:
+                    request = operation.send(answer)
+        except StopIteration as done:
+            return done.value
+        finally:
+            # A call that failed half-way ends its spans here, in the context it began in.
+            operation.close()
+
+    def ask(self, batch):
+        """The checked replies of one batch (core.Command and core.Script), in one round trip."""
+        return self.run(ask(batch))
+
+    def send(self, batch):
+        """The replies of one batch, error replies as values, in one round trip."""
+        return self.run(send(batch))
+
+    def raise_for(self, replies, batch):
+        """``replies`` of ``batch``, raising the store's error for the first error among them."""
+        return self.run(raise_for(replies, batch))
+
+    def execute(self, request):
+        """The answer to one request of the core: a batch's replies, or archived turns; what
+        redis-py raises is raised as it is (`run` maps it)."""
+        if isinstance(request, ArchiveRead):
+            if self.archive is None:
+                raise self._no_archive()
+            cid, incarnation, first = request
+            return self.archive.turns(cid, incarnation, from_seq=first)
+        pipe = self.client.pipeline(transaction=False)
+        for item in request:
+            self._queue(pipe, item)
+        replies = pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(replies):
+            # Redis restarted or its scripts were flushed: load the script, run it alone.
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                self.client.script_load(scripts.source(request[i].name))
+                pipe = self.client.pipeline(transaction=False)
+                self._queue(pipe, request[i])
+                replies[i] = pipe.execute(raise_on_error=False)[0]
+        return replies
+
+
+class AsyncConversationStore(_Store):
+    """The conversation store on redis.asyncio, one pooled client per event loop."""
+
+    def __init__(self, url, codec=None, *, client_options=None, **options):
+        super().__init__(codec or Codec(), url=url, **options)
+        self._url, self._client_options = url, client_options or {}
+        # A client holds its loop (through its connections), so a weak mapping would never let
+        # go: clients of closed loops are dropped whenever a new one is opened.
+        self._clients = {}
+
+    @classmethod
+    def from_url(cls, url, codec=None, **options):
+        """A store on the Redis at ``url``: the same as the constructor, named like the sync
+        store's."""
+        return cls(url, codec, **options)
+
+    async def load(self, conversation_id, window=20):
+        return await self.run(self.core.load(conversation_id, window))
+
+    async def save(self, session):
+        return await self.run(self.core.save(session))
+
+    async def append_turns(self, conversation_id, turns):
+        return await self.run(self.core.append_turns(conversation_id, turns))
+
+    async def update_state(self, conversation_id, changes, expected_rev):
+        return await self.run(self.core.update_state(conversation_id, changes, expected_rev))
+
+    async def delete(self, conversation_id):
+        return await self.run(self.core.delete(conversation_id))
+
+    async def size_breakdown(self, conversation_id):
+        return await self.run(self.core.size_breakdown(conversation_id))
+
+    @property
+    def client(self):
+        """This event loop's client, opened on first use.
+
+        Its pool waits for a free connection (up to the socket timeout) rather than failing a
+        load when all are busy.
+        """
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            for closed in [other for other in self._clients if other.is_closed()]:
+                del self._clients[closed]
+            # See _failed: a write is never sent twice, whatever the options ask.
+            options = {**self._client_options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                self._url, timeout=options.get("socket_timeout") or 5, **options
+            )
+            client = self._clients[loop] = redis.asyncio.Redis(connection_pool=pool)
+        return client
+
+    async def aclose(self):
+        """Close this event loop's client; the next call opens a new one."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
+
+    async def run(self, operation):
+        try:
+            request = next(operation)
+            while True:
+                try:
+                    answer = await self.execute(request)
+                except redis.RedisError as e:
+                    request = operation.throw(self._failed(e, request))
+                else:
+                    request = operation.send(answer)
+        except StopIteration as done:
+            return done.value
+        finally:
+            operation.close()
+
+    async def execute(self, request):
+        if isinstance(request, ArchiveRead):
+            if self.archive is None:
+                raise self._no_archive()
+            cid, incarnation, first = request
+            return await self.archive.aturns(cid, incarnation, from_seq=first)
+        client = self.client
+        pipe = client.pipeline(transaction=False)
+        for item in request:
+            self._queue(pipe, item)
+        replies = await pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                await client.script_load(scripts.source(request[i].name))
+                pipe = client.pipeline(transaction=False)
+                self._queue(pipe, request[i])
+                replies[i] = (await pipe.execute(raise_on_error=False))[0]
+        return replies
