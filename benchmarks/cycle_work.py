@@ -11,10 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
-from django_redis.cache import RedisCache
-
-from sessions_app.codec import bot_config_digest
+from convstore.codec import bot_config_digest
 from sessions_app.demo import make_session, make_turn
 from sessions_app.seeding import save_many
 from sessions_app.store import (
@@ -129,18 +126,15 @@ def sync_old_message(client, key, size, turns):
 
 
 def sync_store(connections):
-    """The project's sync store on a pool of its own, big enough for ``connections`` threads.
+    """The project's sync store (`get_store`) on a client of its own, ``connections`` strong.
 
-    django-redis's pool refuses a connection beyond its size rather than wait for one.
+    redis-py's pool refuses a connection beyond its size rather than wait for one.
     """
-    base = get_store()
-    alias = settings.CACHES[settings.ROBOTPERF_STORE["CACHE_ALIAS"]]
-    pool = {**alias["OPTIONS"].get("CONNECTION_POOL_KWARGS", {}), "max_connections": connections}
-    options = {**alias["OPTIONS"], "CONNECTION_POOL_KWARGS": pool}
-    cache = RedisCache(alias["LOCATION"], {"OPTIONS": options})
-    return ConversationStore(
-        cache,
-        options,
+    base, options = get_store(), get_async_store()._client_options
+    return ConversationStore.from_url(
+        get_async_store()._url,
+        base.codec,
+        client_options={**options, "max_connections": connections},
         keys=base.keys,
         ttl=base.ttl,
         legacy_reads=base.core.legacy_reads,
