@@ -144,7 +144,7 @@ def open_table(opened, conversations):
         )
     errors = sum((run.errors for runs in opened.values() for run in runs), Counter())
     if errors:
-        shown = "; ".join(f"{n:,} x {text}" for text, n in errors.most_common(3))
+        shown = "; ".join(f"{n:,} x `{text}`" for text, n in errors.most_common(3))
         lines.append(f"\nFailed messages: {shown}.")
     return "\n".join(lines)
 

@@ -71,7 +71,7 @@ async def _open_loop(message, names, rate, seconds, seed):
             async with admitted, locks[name]:
                 await message(name)
         except Exception as e:  # counted and shown: a run goes on past a failed message
-            errors[f"{type(e).__name__}: {str(e)[:90]}"] += 1
+            errors[f"{type(e).__name__}: {str(e)[:200]}"] += 1
         else:
             latencies.append(clock() - arrival)
 
