@@ -43,8 +43,11 @@ setup: venv system redis
 	$(PY) manage.py compilemessages --ignore=.venv --ignore=var -v 0
 	$(PY) manage.py migrate --noinput
 
+# The session API's token (API_TOKEN, or one kept under var/) goes to the web process; its
+# address and the token are printed beside the superuser's password.
 run: venv
 	$(call with_redis,$(PY) manage.py seed_demo && $(PY) manage.py create_demo_superuser \
+		&& API_TOKEN="$$($(PY) manage.py demo_api_token)" && export API_TOKEN \
 		&& $(VENV)/bin/honcho start -f Procfile)
 
 # The project's suite, then the library's own (plain pytest, no Django).
@@ -58,6 +61,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd convstore && ../$(PY) -m mypy src
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -47,7 +47,7 @@ def run():
 async def measure(sync_store, legacy_key):
     alias = settings.CACHES[settings.ROBOTPERF_STORE["CACHE_ALIAS"]]
     url = alias["LOCATION"]
-    store = AsyncConversationStore.from_url(url, alias["OPTIONS"], keys=sync_store.keys)
+    store = AsyncConversationStore.from_url(url, sync_store.codec, keys=sync_store.keys)
     client = redis.asyncio.Redis.from_url(url)
     try:
         if await store.load(CID, window=WINDOW) != sync_store.load(CID, window=WINDOW):
@@ -101,7 +101,7 @@ def report(rates):
         lines.append(f"| {n} | {store:,.0f} | {seed:,.0f} | {store / seed:.1f}x |")
     lines += [
         "",
-        "How: `AsyncConversationStore.from_url(url, codec OPTIONS)` on redis.asyncio (one "
+        "How: `AsyncConversationStore.from_url(url, codec)` on redis.asyncio (one "
         "pooled client for the loop, closed with `aclose()`), checked to load what the sync "
         "store loads; the seed's way on a `redis.asyncio.Redis` of its own; one event loop, "
         "one process, so decoding is never parallel: concurrency only overlaps the round "

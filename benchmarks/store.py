@@ -213,7 +213,7 @@ def measure_parts(store, case):
     payloads = floors.window_payloads(store, cid, WINDOW)
 
     def spans():
-        with traced("bench.load") as phase:
+        with traced("bench.load", case.cid) as phase:
             phase("redis")
             phase("decode")
             phase("assemble")

@@ -1,10 +1,13 @@
 """The two-tier phoneme cache: a bounded in-process LRU, then PhonemeCacheEntry rows.
 
 Concurrent misses for one text make one request (threads and asyncio tasks alike); hits are
-counted in memory and written to the database at most once per touch interval.
+counted in memory and written to the database at most once per touch interval: by the lookup
+that finds the interval over, else by a background thread within a second of it, and at the
+process's exit (and a Celery worker process's shutdown), so the admin shows what was counted.
 """
 
 import asyncio
+import atexit
 import functools
 import logging
 import os
@@ -18,9 +21,10 @@ from itertools import batched
 
 import orjson
 from asgiref.sync import sync_to_async
+from celery.signals import worker_process_shutdown
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
@@ -39,7 +43,11 @@ SEP = "\x1f"
 ENTRY_OVERHEAD = 192
 # Flush early when this many distinct texts wait for a hit-count write.
 MAX_PENDING_TOUCHES = 10_000
+# How often the background thread looks for counts whose interval is over.
+FLUSHER_TICK = 1.0
 _live_caches = weakref.WeakSet()
+_flusher_lock = threading.Lock()
+_flusher_pid = None
 
 
 def entry_size(key, value):
@@ -105,6 +113,7 @@ class PhonemeCache:
         touch_interval,
         max_text_length,
         timer=time.monotonic,
+        background_flush=False,
     ):
         self.client = client
         self.tier1 = tier1
@@ -112,6 +121,9 @@ class PhonemeCache:
         self.touch_interval = touch_interval
         self.max_text_length = max_text_length
         self._timer = timer
+        self.background_flush = background_flush
+        # Counts are written to the database they were counted against (a test run swaps it).
+        self._database = connection.settings_dict["NAME"]
         self._reset()
         _live_caches.add(self)
 
@@ -306,10 +318,27 @@ class PhonemeCache:
             if name != PhonemeCacheCounter.MISSES:
                 for key in keys:
                     self._pending[key] += 1
-            return (
+            due = (
                 len(self._pending) >= MAX_PENDING_TOUCHES
                 or self._timer() - self._last_flush >= self.touch_interval
             )
+        if self.background_flush:
+            _start_flusher()
+        return due
+
+    def flush_due(self):
+        """Whether counts wait and their touch interval is over (the background flush)."""
+        if not (self.background_flush and self.has_counts()):
+            return False
+        with self._lock:
+            return self._timer() - self._last_flush >= self.touch_interval
+
+    def has_counts(self):
+        """Whether counts wait to be written to the database they were counted against."""
+        if connection.settings_dict["NAME"] != self._database:
+            return False
+        with self._lock:
+            return bool(self._pending) or any(self._counts.values())
 
     def flush(self):
         """Write the hits counted since the last flush: rows' hits and last use, and counters."""
@@ -359,6 +388,45 @@ def _after_fork_in_child():
         cache._after_fork()
 
 
+def _start_flusher():
+    """Start this process's background flush thread, once (again in a forked child, which
+    inherits no thread)."""
+    global _flusher_pid
+    if _flusher_pid == os.getpid():
+        return
+    with _flusher_lock:
+        if _flusher_pid != os.getpid():
+            flusher = threading.Thread(target=_flush_when_due, name="phoneme-flush", daemon=True)
+            flusher.start()
+            _flusher_pid = os.getpid()
+
+
+def _flush_when_due():
+    # Counts of a process that served one burst of lookups and then none would otherwise wait
+    # for the next lookup (or the exit) to be written.
+    while True:
+        time.sleep(FLUSHER_TICK)
+        due = [cache for cache in list(_live_caches) if cache.flush_due()]
+        for cache in due:
+            cache.flush()
+        if due:
+            connection.close()  # this thread's own connection: not kept open between flushes
+
+
+def _flush_at_exit(**kwargs):
+    """Write the counts not yet flushed when the process (or a Celery worker process) ends."""
+    for cache in list(_live_caches):
+        try:
+            if cache.has_counts():
+                cache.flush()
+        except Exception:  # at exit the database may be gone: say so, end anyway
+            log.warning("phoneme cache: counts not written at exit", exc_info=True)
+
+
+atexit.register(_flush_at_exit)
+worker_process_shutdown.connect(_flush_at_exit, weak=False)
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
@@ -374,6 +442,7 @@ def get_cache():
         version=options["SERVICE_VERSION"],
         touch_interval=options["TOUCH_INTERVAL"],
         max_text_length=options["MAX_TEXT_LENGTH"],
+        background_flush=True,
     )
 
 

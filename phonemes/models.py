@@ -6,6 +6,7 @@ Plus the process counters of cache hits and misses, added up here so the admin c
 import hashlib
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 def entry_digest(*, text, lang, version):
@@ -15,18 +16,20 @@ def entry_digest(*, text, lang, version):
 
 class PhonemeCacheEntry(models.Model):
     digest = models.CharField(max_length=64, unique=True, editable=False)
-    text = models.TextField(help_text="Normalized: NFC, case-folded, whitespace collapsed.")
-    lang = models.CharField("language", max_length=32)
-    service_version = models.CharField(max_length=64)
-    phonemes = models.JSONField()
-    hits = models.PositiveBigIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField()
-    size_bytes = models.PositiveIntegerField("size (bytes)")
+    text = models.TextField(
+        _("text"), help_text=_("Normalized: NFC, case-folded, whitespace collapsed.")
+    )
+    lang = models.CharField(_("language"), max_length=32)
+    service_version = models.CharField(_("service version"), max_length=64)
+    phonemes = models.JSONField(_("phonemes"))
+    hits = models.PositiveBigIntegerField(_("hits"), default=0)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"))
+    size_bytes = models.PositiveIntegerField(_("size (bytes)"))
 
     class Meta:
-        verbose_name = "phoneme cache entry"
-        verbose_name_plural = "phoneme cache entries"
+        verbose_name = _("phoneme cache entry")
+        verbose_name_plural = _("phoneme cache entries")
         # Eviction walks rows by last use, oldest first.
         indexes = [models.Index(fields=["last_used_at", "id"], name="phonemes_lru_idx")]
 

@@ -79,7 +79,7 @@ ASGI_APPLICATION = "robotperf.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "robotperf" / "templates"],  # admin/base_site.html
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

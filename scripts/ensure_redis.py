@@ -34,6 +34,20 @@ def ping(host, port, password=None):
         return False
 
 
+def started_by(data_dir, owner):
+    """Whether the server recorded in ``data_dir`` was started for ``owner``."""
+    try:
+        return (data_dir / OWNER_FILE).read_text().strip() == str(owner)
+    except OSError:
+        return False
+
+
+def url_without_password(url):
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
+
+
 def redis_server_binary():
     found = shutil.which("redis-server")
     if found or not shutil.which("apt-get") or os.geteuid() != 0:
@@ -52,7 +66,14 @@ def redis_server_binary():
 def start(url, var_dir, owner):
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    data_dir = (Path(var_dir) / "redis" / str(port)).resolve()
     if ping(host, port, parts.password):
+        if not started_by(data_dir, owner):  # one this make started a moment ago is no news
+            print(
+                f"using the Redis already running at {host}:{port} ({url_without_password(url)});"
+                " it is left running afterwards",
+                file=sys.stderr,
+            )
         return 0
     if host not in {"127.0.0.1", "localhost", "::1"}:
         print(f"no Redis answers at {host}:{port}; start it or set REDIS_URL", file=sys.stderr)
@@ -64,7 +85,6 @@ def start(url, var_dir, owner):
         )
         return 1
     # Absolute paths: the server changes into --dir before it opens the others.
-    data_dir = (Path(var_dir) / "redis" / str(port)).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log, pidfile = data_dir / "redis.log", data_dir / "redis.pid"
     command = [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"]

@@ -5,7 +5,7 @@ admin's census."""
 from dataclasses import dataclass
 
 from convstore.exceptions import SessionNotFound
-from sessions_app import census, maintenance
+from sessions_app import census, legacy_blobs, maintenance
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.services import (
     archive_idle,
@@ -37,18 +37,22 @@ def count_sessions() -> census.Census:
 def trim_session(conversation_id: str, *, keep: int, pinned: int = 0) -> SessionChange:
     """`trim_history` for the admin; a legacy blob moves to the split layout first."""
     store = get_store()
-    maintenance.migrate_legacy(store, conversation_id)
+    blob = legacy_blobs.migrate_legacy(store, conversation_id)  # its bytes, 0 when none
     before = _measure(store, conversation_id)
     result = trim_history(conversation_id, keep=keep, pinned=pinned)
-    return _changed(store, conversation_id, "trimmed", before.bytes, result.turns_archived)
+    action = ("migrated, " if blob else "") + "trimmed"
+    return _changed(store, conversation_id, action, blob or before.bytes, result.turns_archived)
 
 
 def compact_one_session(conversation_id: str) -> SessionChange:
     """`compact_session` with the policy in settings, for the admin."""
     store = get_store()
+    # A legacy blob's size before is the blob's: compaction measures it after the move.
+    blob = legacy_blobs.legacy_size(store, conversation_id)
     result = compact_session(conversation_id, CompactionPolicy.from_settings())
     action = ("migrated, " if result.migrated else "") + str(result.action)
-    return _changed(store, conversation_id, action, result.bytes_before, result.turns_archived)
+    before = blob if result.migrated and blob else result.bytes_before
+    return _changed(store, conversation_id, action, before, result.turns_archived)
 
 
 def delete_session(conversation_id: str, *, discard: bool = False) -> SessionChange:
@@ -57,7 +61,7 @@ def delete_session(conversation_id: str, *, discard: bool = False) -> SessionCha
     """
     store = get_store()
     with session_guard(conversation_id):
-        maintenance.migrate_legacy(store, conversation_id)
+        blob = legacy_blobs.migrate_legacy(store, conversation_id)  # its bytes, 0 when none
         before = _measure(store, conversation_id)
         if discard:
             # Decodes every value: nothing undecodable goes.
@@ -66,7 +70,7 @@ def delete_session(conversation_id: str, *, discard: bool = False) -> SessionCha
             archived, action = 0, "deleted"
         else:
             archived, action = archive_idle(store, conversation_id).turns_archived, "archived"
-    return _changed(store, conversation_id, action, before.bytes, archived)
+    return _changed(store, conversation_id, action, blob or before.bytes, archived)
 
 
 def restore_archived(conversation_id: str, incarnation: str | None = None) -> SessionChange:

@@ -152,6 +152,7 @@ def _count(store, policy, building):
         BotTotal(digest=digest, bot_id=bot_name(store, digest, sample), sessions=n, bytes=size)
         for digest, (n, size, sample) in sorted(groups.items(), key=lambda g: -g[1][1])
     ]
+    legacy = _count_legacy(store, building, token)
     return Census(
         built_at=time.time(),
         seconds=round(time.monotonic() - started, 3),
@@ -159,7 +160,7 @@ def _count(store, policy, building):
         total_bytes=total,
         oversized=oversized,
         broken=broken,
-        legacy=_count_legacy(store),
+        legacy=legacy,
         bots=bots,
     )
 
@@ -175,13 +176,20 @@ def touch(store, policy, conversation_ids):
         return
     keys = store.keys
     pipe = store.client.pipeline(transaction=False)
+    check = store.client.pipeline(transaction=False)
+    for cid in conversation_ids:
+        check.exists(keys.legacy(cid))
+    found = check.execute(raise_on_error=False)
+    gone = [cid for cid, n in zip(conversation_ids, found, strict=True) if n == 0]
+    if gone:  # migrated or deleted: no longer a legacy blob to list
+        pipe.zrem(keys.census("legacy"), *gone)
     for cid, digest, turns, size in _read(store, conversation_ids):
         for bot in census.bots:
             pipe.zrem(keys.census_bot(bot.digest), cid)
         if size < 0:
             pipe.zrem(keys.census("turns"), cid)
             pipe.zrem(keys.census("oversized"), cid)
-            if not store.client.exists(keys.state(cid)):
+            if not store.client.exists(keys.state(cid), keys.legacy(cid)):
                 pipe.zrem(keys.census("ids"), cid)
             continue
         pipe.zadd(keys.census("ids"), {cid: 0})
@@ -243,16 +251,38 @@ def bot_of(store, digest, conversation_id):
     return str(session.get("bot_id", NO_BOT)) if session else NO_BOT
 
 
-def _count_legacy(store):
-    found = store.client.scan_iter(match=store.keys.legacy_pattern, count=1000)
-    return sum(1 for _ in found)
+def _count_legacy(store, building, token):
+    """Count the legacy blobs, into the ``legacy`` set (id -> blob bytes) and the ``ids`` set, so
+    the list filters them and finds them by prefix."""
+    keys, counted = store.keys, 0
+    found = store.client.scan_iter(match=keys.legacy_pattern, count=BATCH)
+    for chunk in itertools.batched(found, BATCH):
+        pipe = store.client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.strlen(key)
+        sizes = pipe.execute(raise_on_error=False)
+        blobs = {
+            keys.cid_from_legacy(key.decode()): size
+            for key, size in zip(chunk, sizes, strict=True)
+            if isinstance(size, int)  # another type: named by session_stats, not a blob here
+        }
+        counted += len(chunk)
+        if not blobs:
+            continue
+        pipe = store.client.pipeline(transaction=False)
+        for name, members in (("legacy", blobs), ("ids", dict.fromkeys(blobs, 0))):
+            key = building.setdefault(name, keys.census(f"build:{token}:{name}"))
+            pipe.zadd(key, members)
+            pipe.expire(key, 3600)
+        pipe.execute()
+    return counted
 
 
 def _swap_in(store, census, building):
     """Replace the census in one MULTI: readers see the old one or the new one, never a mix."""
     keys = store.keys
     old = read(store)
-    final = {name: keys.census(name) for name in ("ids", "turns", "oversized")}
+    final = {name: keys.census(name) for name in ("ids", "turns", "oversized", "legacy")}
     final |= {bot.digest: keys.census_bot(bot.digest) for bot in census.bots}
     if old is not None:
         left = [keys.census_bot(bot.digest) for bot in old.bots]

@@ -12,6 +12,8 @@ VALUE_ROOM = 200
 """Room right of the longest bar for its figure and note."""
 BAR = 18
 GAP = 4
+AXIS_END_ROOM = 64
+"""Room right of a histogram's last bar for the label of its upper edge."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,14 +41,17 @@ class Chart:
     width: int
     height: int
     bars: list[Bar]
+    axis_end: str = ""
+    """The label of the last bar's right edge (a histogram's largest size)."""
 
 
 def histogram(bands, *, height=160):
-    """Vertical bars, one per power-of-two size band; heights on a log scale, since one band
-    often holds a hundred times the sessions of its neighbour."""
+    """Vertical bars, one per size band, each labelled with its lower edge (the next bar's label
+    is its upper one) and its range in its note; heights on a log scale, since one band often
+    holds a hundred times the sessions of its neighbour."""
     if not bands:
         return Chart(width=WIDTH, height=height, bars=[])
-    step = WIDTH / len(bands)
+    step = (WIDTH - AXIS_END_ROOM) / len(bands)
     tallest = math.log1p(max(count for _, _, count in bands)) or 1
     plot = height - 2 * BAR  # room for the count above and the size below each bar
     bars = []
@@ -54,16 +59,16 @@ def histogram(bands, *, height=160):
         h = plot * math.log1p(count) / tallest
         bars.append(
             Bar(
-                label=_short_size(low),
+                label=filesizeformat(low),
                 value=count,
                 x=i * step + GAP / 2,
                 y=BAR + plot - h,
                 width=step - GAP,
                 height=h,
-                note=f"{filesizeformat(low)} - {filesizeformat(high)}",
+                note=f"{filesizeformat(low)} \N{EN DASH} {filesizeformat(high)}",
             )
         )
-    return Chart(width=WIDTH, height=height, bars=bars)
+    return Chart(width=WIDTH, height=height, bars=bars, axis_end=filesizeformat(bands[-1][1]))
 
 
 def horizontal(rows, *, label_width=220):
@@ -105,11 +110,3 @@ def waterfall(phases, *, label_width=160):
         )
         start += seconds
     return Chart(width=WIDTH, height=len(phases) * (BAR + GAP), bars=bars)
-
-
-def _short_size(size):
-    for unit in ("B", "K", "M", "G"):
-        if size < 1024:
-            return f"{size:g}{unit}"
-        size /= 1024
-    return f"{size:g}T"

@@ -15,6 +15,7 @@ class SessionQueryForm(forms.Form):
     )
     order = forms.ChoiceField(choices=[("desc", "desc"), ("asc", "asc")], required=False)
     oversized = forms.BooleanField(required=False)
+    legacy = forms.BooleanField(required=False)
     bot = forms.RegexField(regex=r"^[0-9a-f]{0,64}$", required=False)
     q = forms.CharField(max_length=255, required=False, strip=True)
     p = forms.IntegerField(min_value=1, required=False)
@@ -25,6 +26,7 @@ class SessionQueryForm(forms.Form):
             sort=data.get("sort") or "size",
             descending=data.get("order") != "asc",
             oversized=bool(data.get("oversized")),
+            legacy=bool(data.get("legacy")),
             bot=data.get("bot") or "",
             search=data.get("q") or "",
             page=data.get("p") or 1,

@@ -7,6 +7,7 @@ other entries. Nothing here writes but the scratch key of a filtered page; a bad
 for an operator to inspect and remove (redis-cli).
 """
 
+import itertools
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ class IndexSummary:
     p95: int
     max: int
     histogram: list[tuple[int, int, int]]
-    """(low, high, sessions) per power-of-two size band, low inclusive, high exclusive."""
+    """(low, high, sessions) per log-spaced size band, low inclusive, high exclusive."""
     largest: list[tuple[bytes, int]]
     """(member, bytes): a member may name no conversation (see session_rows)."""
     bad_scores: list[CorruptSession] = field(default_factory=list)
@@ -252,15 +253,18 @@ def _score(reply):
     return int(reply[0][1]) if reply else 0
 
 
-def _bands(smallest, biggest):
-    """Power-of-two size bands from the smallest session's to the largest's."""
-    low = 1 << (smallest.bit_length() - 1) if smallest else 0
-    high = max(2 * low, 1)
-    bands = []
-    while low <= biggest:
-        bands.append((low, high))
-        low, high = high, high * 2
-    return bands
+BANDS = 12
+
+
+def _bands(smallest, biggest, *, count=BANDS):
+    """``count`` log-spaced size bands from the smallest session's size to the largest's (sizes
+    span orders of magnitude): equal widths on a log axis, so no band is an empty gap between
+    two full ones just because it is narrow. The last band includes the largest."""
+    low = max(smallest, 1)
+    top = max(biggest + 1, low + 1)
+    ratio = (top / low) ** (1 / count)
+    edges = sorted({smallest, *(round(low * ratio**i) for i in range(1, count)), top})
+    return list(itertools.pairwise(edges))
 
 
 def index_page(store, source, *, offset, limit, descending=True, within=None):
@@ -316,8 +320,18 @@ def find_by_prefix(store, prefix, *, limit):
             offset=0,
             num=limit,
         )
-        sizes = store.client.zmscore(store.keys.index_bytes, ids) if ids else []
+        if not ids:
+            return []
+        pipe = store.client.pipeline(transaction=False)
+        pipe.zmscore(store.keys.index_bytes, ids)
+        pipe.zmscore(store.keys.census("legacy"), ids)
+        sizes, blobs = pipe.execute()
     except redis.ResponseError:  # a key of another type: the page names the indexes' problems
         return []
-    found = [(cid.decode(), size) for cid, size in zip(ids, sizes, strict=True) if size is not None]
+    # A legacy blob is in the census's legacy set only (not in the bytes index).
+    found = [
+        (cid.decode(), size if size is not None else blob)
+        for cid, size, blob in zip(ids, sizes, blobs, strict=True)
+        if size is not None or blob is not None
+    ]
     return sorted(found, key=lambda pair: -pair[1])

@@ -56,7 +56,10 @@ class SessionParts:
     state_plain: int = 0
     """... as one uncompressed JSON document."""
     state_keys: list[tuple[str, int]] = field(default_factory=list)
-    """(top-level key, bytes of its JSON) of the state, largest first."""
+    """(top-level key, bytes as stored: compressed when that saved space) of the state, largest
+    first."""
+    state_keys_raw: dict[str, int] = field(default_factory=dict)
+    """Top-level key -> bytes of its JSON, uncompressed."""
     record_keys: list[tuple[str, int]] = field(default_factory=list)
     history: int = 0
     bot_config: int = 0
@@ -95,13 +98,14 @@ def session_rows(store, members, *, source):
         pipe.llen(keys.turns(cid))
         pipe.ttl(keys.state(cid))
         pipe.strlen(keys.legacy(cid))
+        pipe.ttl(keys.legacy(cid))
     if cids:
         pipe.zmscore(keys.index_seen, cids)
     *replies, seen = pipe.execute(raise_on_error=False) or [None]
     if isinstance(seen, Exception) or seen is None:  # none, or an index of another type
         seen = [None] * len(cids)
     found = iter(
-        _row(store, cid, *replies[4 * i : 4 * i + 4], seen=seen[i]) for i, cid in enumerate(cids)
+        _row(store, cid, *replies[5 * i : 5 * i + 5], seen=seen[i]) for i, cid in enumerate(cids)
     )
     rows = [rows[i] if i in rows else next(found) for i in range(len(members))]
     broken = [row for row in rows if row.layout == "undecodable" and not row.bytes]
@@ -114,7 +118,7 @@ def _seen(store, cid, seen):
     return seen, str(error or "")
 
 
-def _row(store, cid, fields, turns, ttl, legacy, *, seen):
+def _row(store, cid, fields, turns, ttl, legacy, legacy_ttl, *, seen):
     key = store.keys.state(cid)
     seen, seen_problem = _seen(store, cid, seen)
     ttl = None if isinstance(ttl, Exception) or ttl < 0 else ttl
@@ -128,7 +132,9 @@ def _row(store, cid, fields, turns, ttl, legacy, *, seen):
         if isinstance(legacy, Exception):  # sized and named by _with_raw_sizes
             return SessionRow(conversation_id=cid, layout="undecodable", key=key)
         if legacy:
-            return SessionRow(conversation_id=cid, layout="legacy", bytes=legacy, key=key)
+            # The blob's own TTL, as its page shows it (the state key it has none of has none).
+            ttl = None if isinstance(legacy_ttl, Exception) or legacy_ttl < 0 else legacy_ttl
+            return SessionRow(conversation_id=cid, layout="legacy", bytes=legacy, key=key, ttl=ttl)
         return SessionRow(conversation_id=cid, layout="gone", key=key, seen=seen)
     common = {"conversation_id": cid, "key": key, "turns": turns, "ttl": ttl, "seen": seen}
     common["seen_problem"] = seen_problem
@@ -291,7 +297,8 @@ def _measure_state(store, parts, state, stored=None):
     dumps, stored = store.codec.serializer.dumps, stored or {}
     parts.state = state
     parts.state_plain = len(dumps(state))
-    parts.state_keys = _largest((k, stored.get(k) or len(dumps(v))) for k, v in state.items())
+    parts.state_keys_raw = {str(k): len(dumps(v)) for k, v in state.items()}
+    parts.state_keys = _largest((k, stored.get(k) or parts.state_keys_raw[str(k)]) for k in state)
     record = state.get("record")
     if isinstance(record, dict):
         parts.record_keys = _largest((k, len(dumps(v))) for k, v in record.items())

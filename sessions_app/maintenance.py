@@ -1,5 +1,5 @@
 """Store primitives for the operations (services.py): sizes and index scans, trim steps,
-whole-session snapshot, drop and restore, re-encoding, legacy blobs.
+whole-session snapshot, drop and restore, re-encoding (legacy blobs: legacy_blobs.py).
 
 Each is one step the services compose; writes to one conversation are one of its Lua scripts,
 and the indexes are updated beside it from what the script reports.
@@ -8,7 +8,7 @@ and the indexes are updated beside it from what the script reports.
 import time
 from typing import NamedTuple
 
-from convstore import indexing, legacy
+from convstore import indexing
 from convstore import keys as fields
 from convstore.codec import turn_item
 from convstore.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreFull
@@ -47,7 +47,7 @@ class Snapshot(NamedTuple):
     seen: float | None
 
 
-def _conversation(store, cid):
+def conversation_keys(store, cid):
     fields.check_cid(cid)
     return [store.keys.state(cid), store.keys.turns(cid)]
 
@@ -141,7 +141,7 @@ def bot_config_digests(store, conversation_ids):
     the CorruptSession where its keys cannot be read."""
     batch = []
     for cid in conversation_ids:
-        state_key, turns_key = _conversation(store, cid)
+        state_key, turns_key = conversation_keys(store, cid)
         batch += [
             Command("hget", (state_key, fields.CFG), state_key),
             Command("llen", (turns_key,), turns_key),
@@ -220,62 +220,12 @@ def is_empty(store):
     return next(scan_keys(store, store.keys.legacy_pattern, batch=1000), None) is None
 
 
-# --- legacy blobs -------------------------------------------------------------------------
-
-
-def scan_legacy(store, cursor=0, *, batch=500):
-    """One SCAN step over the legacy blobs: (next cursor, 0 at the end; their ids)."""
-    ((cursor, found),) = store.ask([Command("scan", (cursor, store.keys.legacy_pattern, batch))])
-    return cursor, [store.keys.cid_from_legacy(key.decode()) for key in found]
-
-
-def legacy_size(store, conversation_id):
-    """Bytes of the legacy blob a migration would move: 0 when there is none to move."""
-    state_key, _ = _conversation(store, conversation_id)
-    legacy_key = store.keys.legacy(conversation_id)
-    size, split = store.ask(
-        [Command("strlen", (legacy_key,), legacy_key), Command("exists", (state_key,))]
-    )
-    return 0 if split else size
-
-
-def legacy_totals(store, *, batch=500):
-    """(blobs, bytes, keys of another type) of the legacy blobs still in Redis, found by SCAN:
-    a key of another type is no blob, but `load` of its id is a CorruptSession."""
-    blobs, size, wrong_type = 0, 0, []
-    for legacy_keys in scan_keys(store, store.keys.legacy_pattern, batch=batch):
-        replies = store.send([Command("strlen", (key,)) for key in legacy_keys])
-        for key, reply in zip(legacy_keys, replies, strict=True):
-            if isinstance(reply, int):
-                blobs, size = blobs + 1, size + reply
-            else:
-                wrong_type.append(indexes.shown(key))
-    return blobs, size, wrong_type
-
-
-def migrate_legacy(store, conversation_id):
-    """Move a legacy blob to the split layout; the bytes of the blob moved (0: none)."""
-    fields.check_cid(conversation_id)
-    return store.run(legacy.migrate(store.core, conversation_id))
-
-
-def split_docs(store, conversation_ids, *, dry_run=False):
-    """Store each first-release state (one doc) among these as one field per key; how many."""
-    keys = [store.keys.state(cid) for cid in conversation_ids]
-    found = store.ask([Command("hexists", (key, fields.DOC), key) for key in keys])
-    stored_as_doc = [cid for cid, doc in zip(conversation_ids, found, strict=True) if doc]
-    if not dry_run:
-        for cid in stored_as_doc:
-            store.run(legacy.split_doc(store.core, cid))
-    return len(stored_as_doc)
-
-
 # --- trim steps ---------------------------------------------------------------------------
 
 
 def next_seq(store, conversation_id):
     """The seq the next appended turn will get."""
-    state_key, _ = _conversation(store, conversation_id)
+    state_key, _ = conversation_keys(store, conversation_id)
     (seq,) = store.ask([Command("hget", (state_key, fields.SEQ), state_key)])
     if seq is None:
         raise SessionNotFound(conversation_id)
@@ -285,7 +235,7 @@ def next_seq(store, conversation_id):
 def trim_candidates(store, conversation_id, *, keep, pinned, batch, below):
     """(incarnation, up to ``batch`` decoded turns, each with a seq under ``below``) that
     trimming to ``keep`` (after the first ``pinned``) would move next."""
-    keys = _conversation(store, conversation_id)
+    keys = conversation_keys(store, conversation_id)
     (reply,) = store.ask([Script("trim_head", keys, [pinned, keep, batch])])
     if reply is None:
         raise SessionNotFound(conversation_id)
@@ -297,7 +247,7 @@ def trim_candidates(store, conversation_id, *, keep, pinned, batch, below):
 
 def measure_trim(store, conversation_id, *, keep, pinned):
     """(turns, bytes) a trim to ``keep`` after ``pinned`` would move, measured in Redis."""
-    keys = _conversation(store, conversation_id)
+    keys = conversation_keys(store, conversation_id)
     (measured,) = store.ask([Script("trim_measure", keys, [pinned, keep])])
     if measured is None:
         raise SessionNotFound(conversation_id)
@@ -307,7 +257,7 @@ def measure_trim(store, conversation_id, *, keep, pinned):
 def remove_archived(store, conversation_id, seqs, *, pinned, incarnation):
     """Remove the turns ``seqs`` of ``incarnation``, already copied to the archive; returns
     (removed, bytes). Nothing is removed from another incarnation."""
-    keys = _conversation(store, conversation_id)
+    keys = conversation_keys(store, conversation_id)
     args = [incarnation, pinned + len(seqs), *seqs]
     ((removed, freed),) = store.ask([Script("trim_remove", keys, args)])
     _move_index(store, conversation_id, -freed)
@@ -320,7 +270,7 @@ def reencode_state(store, conversation_id):
     Decodes the whole state first (as `load` does: counters, digest, field names and values):
     CorruptSession, with nothing changed, when any of it does not decode.
     """
-    keys = _conversation(store, conversation_id)
+    keys = conversation_keys(store, conversation_id)
     (state,) = store.ask([Command("hgetall", (keys[0],), keys[0])])
     if not state:
         raise SessionNotFound(conversation_id)
@@ -346,7 +296,7 @@ def reencode_turns(store, conversation_id):
     A turn stored as it is and too short to compress would come out the same: it is skipped
     without being decoded.
     """
-    keys = _conversation(store, conversation_id)
+    keys = conversation_keys(store, conversation_id)
     (items,) = store.ask([Command("lrange", (keys[1], 0, -1), keys[1])])
     args = [0]
     for item in items:
@@ -363,7 +313,7 @@ def _swap(store, conversation_id, args):
     if args == [0]:
         return 0
     try:
-        (delta,) = store.ask([Script("reencode", _conversation(store, conversation_id), args)])
+        (delta,) = store.ask([Script("reencode", conversation_keys(store, conversation_id), args)])
     except StoreFull:
         return 0  # a re-encode may grow a value: it waits until Redis has room
     _move_index(store, conversation_id, delta)
@@ -375,7 +325,7 @@ def _swap(store, conversation_id, args):
 
 def snapshot(store, conversation_id):
     """The whole session as it is in Redis, every turn decoded, with its rev and next seq."""
-    state_key, turns_key = _conversation(store, conversation_id)
+    state_key, turns_key = conversation_keys(store, conversation_id)
     batch = [
         Command("hgetall", (state_key,), state_key),
         Command("lrange", (turns_key, 0, -1), turns_key),
@@ -401,7 +351,7 @@ def drop_archived(store, conversation_id, *, incarnation, rev, seq):
 
     Returns DROPPED, WRITTEN (it stays: written since it was read) or GONE (no state).
     """
-    keys = _conversation(store, conversation_id)
+    keys = conversation_keys(store, conversation_id)
     (dropped,) = store.ask([Script("drop_archived", keys, [rev, seq, incarnation])])
     if dropped == DROPPED:
         _follow(
@@ -423,7 +373,7 @@ def restore(store, session, *, incarnation, rev, next_seq, turns):
     was archived, or a legacy blob): restoring would mix two conversations under one id.
     """
     cid = fields.check_cid(session.get("conversation_id"))
-    keys = _conversation(store, cid)
+    keys = conversation_keys(store, cid)
     legacy_key = store.keys.legacy(cid)
     (legacy,) = store.ask([Command("exists", (legacy_key,))])
     if legacy:

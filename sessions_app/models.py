@@ -78,7 +78,7 @@ class ArchivedTurn(models.Model):
     """One history turn moved out of Redis; (conversation_id, incarnation, seq) names it once
     and for all."""
 
-    conversation_id = models.CharField(max_length=255)
+    conversation_id = models.CharField(_("conversation id"), max_length=255)
     incarnation = models.CharField(
         _("incarnation"),
         max_length=32,
@@ -86,11 +86,15 @@ class ArchivedTurn(models.Model):
         default="",
         help_text=_("Which creation of the conversation id in Redis it belongs to."),
     )
-    seq = models.PositiveBigIntegerField()
-    role = models.CharField(max_length=32, blank=True)
-    turn = models.JSONField(help_text="The turn as the robot stored it, without its seq.")
-    turned_at = models.DateTimeField(null=True, blank=True, help_text="The turn's own time.")
-    archived_at = models.DateTimeField(auto_now_add=True)
+    seq = models.PositiveBigIntegerField(_("seq"))
+    role = models.CharField(_("role"), max_length=32, blank=True)
+    turn = models.JSONField(
+        _("turn"), help_text=_("The turn as the robot stored it, without its seq.")
+    )
+    turned_at = models.DateTimeField(
+        _("turn time"), null=True, blank=True, help_text=_("The turn's own time.")
+    )
+    archived_at = models.DateTimeField(_("archived at"), auto_now_add=True)
 
     objects = ArchivedTurnQuerySet.as_manager()
 
@@ -113,7 +117,7 @@ class ArchivedTurn(models.Model):
 class ArchivedSession(models.Model):
     """A whole session moved out of Redis after it stayed idle; its turns are ArchivedTurns."""
 
-    conversation_id = models.CharField(max_length=255)
+    conversation_id = models.CharField(_("conversation id"), max_length=255)
     incarnation = models.CharField(
         _("incarnation"),
         max_length=32,
@@ -121,13 +125,19 @@ class ArchivedSession(models.Model):
         default="",
         help_text=_("Which creation of the conversation id in Redis it belongs to."),
     )
-    bot_id = models.CharField(max_length=255, blank=True, db_index=True)
-    state = models.JSONField(help_text="The session without its history, bot_config included.")
-    rev = models.PositiveBigIntegerField()
-    next_seq = models.PositiveBigIntegerField(help_text="The seq the next appended turn gets.")
-    bytes = models.PositiveBigIntegerField(help_text="Its size in Redis when it was archived.")
-    last_seen_at = models.DateTimeField(null=True, blank=True)
-    archived_at = models.DateTimeField(auto_now_add=True)
+    bot_id = models.CharField(_("bot id"), max_length=255, blank=True, db_index=True)
+    state = models.JSONField(
+        _("state"), help_text=_("The session without its history, bot_config included.")
+    )
+    rev = models.PositiveBigIntegerField(_("revision"))
+    next_seq = models.PositiveBigIntegerField(
+        _("next seq"), help_text=_("The seq the next appended turn gets.")
+    )
+    bytes = models.PositiveBigIntegerField(
+        _("bytes"), help_text=_("Its size in Redis when it was archived.")
+    )
+    last_seen_at = models.DateTimeField(_("last activity"), null=True, blank=True)
+    archived_at = models.DateTimeField(_("archived at"), auto_now_add=True)
 
     class Meta:
         constraints = [
@@ -156,8 +166,9 @@ class ConversationSession(models.Model):
 
     class Meta:
         managed = False
-        verbose_name = _("conversation session")
-        verbose_name_plural = _("conversation sessions")
+        # Not "conversation sessions": that is the app's name, and breadcrumbs show both.
+        verbose_name = _("session in Redis")
+        verbose_name_plural = _("sessions in Redis")
         default_permissions = ("view", "delete")
         permissions = [
             ("trim_conversationsession", "Can trim the history of a conversation session"),

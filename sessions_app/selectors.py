@@ -4,20 +4,16 @@ Nothing here writes: the rules that change sessions are in `services.py`.
 """
 
 import bisect
-import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from django_celery_beat.models import PeriodicTask
-from django_celery_results.models import TaskResult
-
-from convstore.keys import check_cid
+from convstore.keys import INC, check_cid
 from phonemes import selectors as phoneme_selectors
-from sessions_app import census, indexes, inspection, maintenance
+from sessions_app import census, indexes, inspection, jobs, legacy_blobs, maintenance
 from sessions_app.census import Census
 from sessions_app.inspection import SessionParts, SessionRow
 from sessions_app.models import ArchivedSession, ArchivedTurn
+from sessions_app.services import plan_compaction
 from sessions_app.store import CorruptSession, SessionNotFound, get_store
 
 
@@ -48,7 +44,7 @@ def session_stats(*, top: int = 10) -> SessionStats:
     store = get_store()
     entries, bad = indexes.size_entries(store)
     sizes = [size for _, size in entries]
-    legacy, legacy_bytes, wrong_legacy = maintenance.legacy_totals(store)
+    legacy, legacy_bytes, wrong_legacy = legacy_blobs.legacy_totals(store)
     per_bot, corrupt = _per_bot(entries)
     for entry, error in indexes.wrong_types(store) + bad:
         corrupt.append({"conversation_id": entry, "key": error.key, "reason": str(error)})
@@ -127,7 +123,6 @@ SORTS = ("size", "turns", "seen")
 PER_PAGE = 50
 SEARCH_LIMIT = 1000
 TOP = 20
-RUNS_SHOWN = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,29 +137,10 @@ class Dashboard:
     census: Census | None
     """Totals per bot, oversized, legacy: None until the first count of a large store."""
     phonemes: object
-    jobs: list["ScheduledJob"]
+    jobs: list[jobs.ScheduledJob]
     memory: "RedisMemory"
     problems: list[str]
     """Bad entries of the indexes the page read, and indexes of another type."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class JobRun:
-    status: str
-    done_at: datetime | None
-    seconds: float | None
-    summary: str
-    failed: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScheduledJob:
-    name: str
-    task: str
-    schedule: str
-    enabled: bool
-    last_run_at: datetime | None
-    runs: list[JobRun]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +148,8 @@ class SessionQuery:
     sort: str = "size"
     descending: bool = True
     oversized: bool = False
+    legacy: bool = False
+    """Only the legacy blobs still to migrate (as the census found them)."""
     bot: str = ""
     """A bot_config digest, as the census groups sessions."""
     search: str = ""
@@ -196,6 +174,10 @@ class SessionDetail:
     parts: SessionParts | None
     """None when Redis no longer holds it (archived whole, deleted or expired)."""
     archived_turns: int
+    """Archived turns of the incarnation in Redis (of every incarnation when none is)."""
+    archived_in_redis: int = 0
+    """Of those, the turns Redis holds too (a restore puts the last ones back, and the archive
+    keeps its copy)."""
     archived_session: ArchivedSession | None
     bot_config_shared_by: int | None
     memory: "RedisMemory"
@@ -242,7 +224,7 @@ def dashboard(policy) -> Dashboard:
         largest=inspection.session_rows(store, largest, source=store.keys.index_bytes),
         census=census.current(store, policy),
         phonemes=phoneme_selectors.cache_summary(),
-        jobs=scheduled_jobs(),
+        jobs=jobs.scheduled_jobs(),
         memory=redis_memory(),
         problems=_index_problems(store) + list(map(str, summary.bad_scores)),
     )
@@ -257,17 +239,20 @@ def session_page(query: SessionQuery, policy) -> SessionPage:
     store = get_store()
     counted = census.current(store, policy)
     problems = _index_problems(store)
+    keys = store.keys
+    within = [keys.census("oversized")] if query.oversized else []
+    within += [keys.census_bot(query.bot)] if query.bot else []
+    within += [keys.census("legacy")] if query.legacy else []
     if query.search:
-        cids = _search(store, query.search)
+        cids = _within(store, _search(store, query.search), within)
         total = len(cids)
         cids = cids[(query.page - 1) * PER_PAGE : query.page * PER_PAGE]
         source = store.keys.census("ids")
     else:
-        keys = store.keys
         source = {"size": keys.index_bytes, "seen": keys.index_seen}.get(query.sort)
-        within = [keys.census("oversized")] if query.oversized else []
-        within += [keys.census_bot(query.bot)] if query.bot else []
         source = source or keys.census("turns")
+        if query.legacy:  # blobs are in no index but the census's own set of them
+            source, within = within.pop(), within
         page = indexes.index_page(
             store,
             source,
@@ -300,6 +285,19 @@ def _search(store, text):
     return [text, *cids] if exact else cids
 
 
+def _within(store, cids, sets):
+    """The ``cids`` that are members of each of the census ``sets`` (the list's filters)."""
+    if not cids or not sets:
+        return cids
+    pipe = store.client.pipeline(transaction=False)
+    for key in sets:
+        pipe.zmscore(key, cids)
+    replies = pipe.execute(raise_on_error=False)
+    if any(isinstance(reply, Exception) for reply in replies):  # named by the page's problems
+        return []
+    return [cid for i, cid in enumerate(cids) if all(r[i] is not None for r in replies)]
+
+
 def session_detail(conversation_id: str) -> SessionDetail:
     """Where one session's bytes are, its last turns, and what the archive holds of it.
 
@@ -310,7 +308,15 @@ def session_detail(conversation_id: str) -> SessionDetail:
         parts = inspection.session_parts(store, conversation_id)
     except SessionNotFound:
         parts = None
-    archived = ArchivedTurn.objects.filter(conversation_id=conversation_id).count()
+    turns = ArchivedTurn.objects.filter(conversation_id=conversation_id)
+    in_redis = 0
+    if parts is not None and parts.layout == "split":
+        incarnation = store.client.hget(store.keys.state(conversation_id), INC)
+        turns = turns.filter(incarnation=(incarnation or b"").decode(errors="replace"))
+        # Redis holds the last ``parts.turns`` seqs before next_seq (trims keep a tail).
+        tail = (parts.next_seq or 0) - parts.turns
+        in_redis = turns.filter(seq__gte=tail).count() if parts.turns else 0
+    archived = turns.count()
     whole = ArchivedSession.objects.filter(conversation_id=conversation_id).first()
     if parts is None and not archived and whole is None:
         raise SessionNotFound(conversation_id)
@@ -324,60 +330,29 @@ def session_detail(conversation_id: str) -> SessionDetail:
         conversation_id=conversation_id,
         parts=parts,
         archived_turns=archived,
+        archived_in_redis=in_redis,
         archived_session=whole,
         bot_config_shared_by=shared,
         memory=redis_memory(),
     )
 
 
-def scheduled_jobs(*, runs: int = RUNS_SHOWN) -> list[ScheduledJob]:
-    """The beat schedules of our tasks, each with its last runs from django-celery-results."""
-    jobs = []
-    for task in PeriodicTask.objects.exclude(task__startswith="celery.").order_by("name"):
-        results = TaskResult.objects.filter(task_name=task.task).order_by("-date_done")[:runs]
-        jobs.append(
-            ScheduledJob(
-                name=task.name,
-                task=task.task,
-                schedule=str(task.scheduler) if task.scheduler else "",
-                enabled=task.enabled,
-                last_run_at=task.last_run_at,
-                runs=[_job_run(result) for result in results],
-            )
-        )
-    return jobs
+def session_size(conversation_id: str) -> maintenance.SessionSize:
+    """Bytes and turns of one session in Redis now, for a confirm page."""
+    (size,) = maintenance.session_sizes(get_store(), [conversation_id])
+    return size
 
 
-def _job_run(result):
-    try:
-        value = json.loads(result.result) if result.result else None
-    except ValueError:
-        value = result.result
-    seconds = value.get("seconds") if isinstance(value, dict) else None
-    if seconds is None and result.date_created and result.date_done > result.date_created:
-        seconds = (result.date_done - result.date_created).total_seconds()
-    failed = result.status in ("FAILURE", "REVOKED")
-    return JobRun(
-        status=result.status,
-        done_at=result.date_done,
-        seconds=seconds,
-        summary=_summary(value, failed),
-        failed=failed,
-    )
+def compaction_plan(policy, conversation_ids=None):
+    """What compaction would do now (a dry run, nothing written): of these sessions, or of
+    every oversized or idle one.
 
-
-def _summary(value, failed):
-    """What a run did, in one line: its report's non-zero figures, or the error."""
-    if failed and isinstance(value, dict):
-        return f"{value.get('exc_type', 'Error')}: {value.get('exc_message', '')}"[:300]
-    if not isinstance(value, dict):
-        return "" if value is None else str(value)[:300]
-    shown = [
-        f"{name.replace('_', ' ')} {figure}"
-        for name, figure in value.items()
-        if name != "seconds" and isinstance(figure, int | float | str) and figure not in (0, "")
-    ]
-    shown += [
-        f"{name} {len(items)}" for name, items in value.items() if isinstance(items, list) and items
-    ]
-    return ", ".join(shown)[:300]
+    A dry run over every session takes ~2 s at 20,000: when no session is archived for being
+    idle, the plan looks at the sessions the census counts as oversized (its set is kept up to
+    date by every operation), and at every session only when there is no census yet.
+    """
+    store = get_store()
+    if conversation_ids is None and not policy.idle_archive_after and census.read(store):
+        oversized = store.client.zrange(store.keys.census("oversized"), 0, -1)
+        conversation_ids = [cid.decode() for cid in oversized]
+    return plan_compaction(policy, conversation_ids=conversation_ids)

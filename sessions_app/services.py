@@ -24,7 +24,7 @@ from convstore.exceptions import (
     StoreUnavailable,
 )
 from locks import LockHeld, LockUnavailable, exclusive
-from sessions_app import archive, maintenance
+from sessions_app import archive, legacy_blobs, maintenance
 from sessions_app.compaction import (
     Action,
     CompactionPolicy,
@@ -116,7 +116,7 @@ def compact_session(conversation_id: str, policy: CompactionPolicy) -> CompactRe
     """
     store = get_store()
     with session_guard(conversation_id):
-        migrated = maintenance.migrate_legacy(store, conversation_id)
+        migrated = legacy_blobs.migrate_legacy(store, conversation_id)
         (size,) = maintenance.session_sizes(store, [conversation_id])
         if size.corrupt:
             raise size.corrupt
@@ -294,7 +294,7 @@ def _run(policy, report, step, limit, progress, conversation_ids, migrate_legacy
     started = time.monotonic()
     store = get_store()
     if migrate_legacy:
-        legacy = _scan(partial(maintenance.scan_legacy, store), batch=policy.batch_size)
+        legacy = _scan(partial(legacy_blobs.scan_legacy, store), batch=policy.batch_size)
         _migrate(store, report, itertools.chain.from_iterable(legacy))
     if conversation_ids is None:
         batches = _scan(
@@ -308,7 +308,7 @@ def _run(policy, report, step, limit, progress, conversation_ids, migrate_legacy
         report.missing = [
             size.conversation_id
             for size in batches[0]
-            if not size.exists and not maintenance.legacy_size(store, size.conversation_id)
+            if not size.exists and not legacy_blobs.legacy_size(store, size.conversation_id)
         ]
     for sizes in batches:
         if migrate_legacy:
@@ -319,7 +319,7 @@ def _run(policy, report, step, limit, progress, conversation_ids, migrate_legacy
         if _reached(report, limit):
             break
     if migrate_legacy:
-        report.legacy_left = maintenance.legacy_totals(store)[0]
+        report.legacy_left = legacy_blobs.legacy_totals(store)[0]
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -327,7 +327,7 @@ def _run(policy, report, step, limit, progress, conversation_ids, migrate_legacy
 def _split_docs(store, report, sizes):
     cids = [size.conversation_id for size in sizes if size.exists and not size.corrupt]
     try:
-        report.docs_split += maintenance.split_docs(store, cids, dry_run=report.dry_run)
+        report.docs_split += legacy_blobs.split_docs(store, cids, dry_run=report.dry_run)
     except CorruptSession as e:
         report.skip(e.key, e)
 
@@ -352,9 +352,9 @@ def _migrate(store, report, conversation_ids):
     for cid in conversation_ids:
         try:
             if report.dry_run:
-                moved = maintenance.legacy_size(store, cid)
+                moved = legacy_blobs.legacy_size(store, cid)
             else:
-                moved = maintenance.migrate_legacy(store, cid)
+                moved = legacy_blobs.migrate_legacy(store, cid)
         except (CorruptSession, StoreFull) as e:
             report.skip(cid, e)
             continue

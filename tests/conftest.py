@@ -1,6 +1,7 @@
 """Shared fixtures: the tests' own Redis database, flushed around every test."""
 
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -66,3 +67,13 @@ def sessions_redis(settings, tmp_path):
     for server in servers:
         server.resume()
         server.kill()
+
+
+def pytest_sessionfinish(session):
+    """Django deletes the SQLite test database's file but not its WAL files (the settings turn
+    WAL on): delete them too once the database is gone, so a run leaves nothing under var/."""
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+    if sqlite and name and not Path(name).exists():
+        for suffix in ("-wal", "-shm"):
+            Path(name + suffix).unlink(missing_ok=True)

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from django import template
 from django.contrib.admin.utils import quote
-from django.utils import timezone
-from django.utils.timesince import timeuntil
+from django.utils import formats, timezone
+from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext as _
 
 register = template.Library()
@@ -40,12 +40,37 @@ def ttl(seconds):
 
 
 @register.filter
+def age(when):
+    """How long ago ``when`` was, truthfully: "just now" under a minute (Django's timesince
+    would say "0 minutes"), else "5 minutes ago"."""
+    if when is None:
+        return "—"
+    seconds = (timezone.now() - when).total_seconds()
+    if seconds < 60:
+        return _("just now")
+    return _("%(time)s ago") % {"time": timesince(when)}
+
+
+@register.filter
 def unixtime(value):
     """A score of the seen index (unix seconds) as an aware datetime; None when it is no time."""
     try:
         return None if value is None else datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, ValueError, OSError):
         return None
+
+
+@register.filter
+def turn_time(value):
+    """A turn's ``created_at`` (ISO 8601 text, as the robot writes it) written as every other
+    date of the admin (SHORT_DATETIME_FORMAT, local time); anything else as it is."""
+    try:
+        when = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return "" if value is None else value
+    if timezone.is_aware(when):
+        when = timezone.localtime(when)
+    return formats.date_format(when, "SHORT_DATETIME_FORMAT")
 
 
 @register.filter

@@ -54,8 +54,14 @@ def test_starts_records_and_stops_only_for_its_owner(tmp_path, port):
     pid = int((record / "redis.pid").read_text())
     assert f":{port}" in Path(f"/proc/{pid}/cmdline").read_text()
 
-    # Another make finds it answering: it starts nothing, so it has nothing to stop.
-    assert ensure(tmp_path, "--owner", "make-2", url, "var").returncode == 0
+    # Another make finds it answering: it says it uses that one, starts nothing, so it has
+    # nothing to stop. The make that started it is not told again.
+    again = ensure(tmp_path, "--owner", "make-2", url, "var")
+    assert again.returncode == 0
+    assert f"using the Redis already running at 127.0.0.1:{port} (redis://127.0.0.1:{port}/3)" in (
+        again.stderr
+    )
+    assert "using the Redis" not in ensure(tmp_path, "--owner", "make-1", url, "var").stderr
     assert ensure(tmp_path, "--stop", "--owner", "make-2", "var").returncode == 0
     assert answers(port)
     assert (record / "started-by").read_text() == "make-1\n"

@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib import admin
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
-from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.template.defaultfilters import filesizeformat
@@ -24,34 +23,12 @@ from sessions_app import census, profiling, seeding, tasks
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import CompactionPolicy
 from sessions_app.store import ConversationStore
+from tests.sessions_app.admin_pages import BIG, url
 from tests.sessions_app.factories import save_session
 
 pytestmark = pytest.mark.django_db
 
-BIG = "big/one 1_x"  # an id that needs quoting: "/", " " and "_"
 POLICY = CompactionPolicy(max_bytes=10_000_000, max_turns=100, keep_turns=20)
-
-
-def url(view, *args):
-    name = f"admin:sessions_app_conversationsession_{view}"
-    return reverse(name, args=[quote(a) for a in args])
-
-
-@pytest.fixture
-def sessions(store, settings):
-    settings.ROBOTPERF_COMPACTION = {**settings.ROBOTPERF_COMPACTION, "MAX_TURNS": 100}
-    save_session(store, BIG, turns=300, size=20, bot_id="bot-big")
-    for n in range(12):
-        save_session(store, f"small-{n:02d}", turns=5 + n, bot_id="bot-a" if n % 2 else "bot-b")
-    return store
-
-
-@pytest.fixture
-def staff(client):
-    """A staff user with no permission at all."""
-    user = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
-    client.force_login(user)
-    return user
 
 
 def grant(user, *codenames):
@@ -318,7 +295,9 @@ def test_delete_with_discard_archives_nothing(admin_client, sessions):
     assert not sessions.client.exists(sessions.keys.state(BIG))
     assert not ArchivedTurn.objects.exists()
     assert not ArchivedSession.objects.exists()
-    assert admin_client.get(url("change", BIG)).status_code == 404
+    missing = admin_client.get(url("change", BIG), follow=True)
+    assert missing.redirect_chain == [(url("changelist"), 302)]
+    assert f"No conversation {BIG} in Redis or the archive." in missing.content.decode()
 
 
 def test_restore_from_the_archived_session_admin(admin_client, sessions):

@@ -135,8 +135,7 @@ class TestErrors:
         assert "error" in response.json()
 
     def test_redis_down_is_a_503_naming_nothing_of_it(self, monkeypatch, settings):
-        options = settings.CACHES["sessions"]["OPTIONS"]
-        down = AsyncConversationStore.from_url("redis://:hunter2@127.0.0.1:1/0", options)
+        down = AsyncConversationStore.from_url("redis://:hunter2@127.0.0.1:1/0")
         monkeypatch.setattr("sessions_app.api.get_async_store", lambda: down)
         status, headers, body = get("/api/sessions/c1")
         assert status == 503

@@ -162,5 +162,6 @@ class TestSeedDemo:
         store.save(make_session(0, steps=2, turns=1, prefix="mine-"))
         out = StringIO()
         call_command("seed_demo", stdout=out)
-        assert "nothing seeded" in out.getvalue()
+        assert "Demo seeding skipped: the store at redis://127.0.0.1:" in out.getvalue()
+        assert "already holds sessions (nothing seeded)" in out.getvalue()
         assert store.load("demo-000000") is None

@@ -19,6 +19,7 @@ from convstore.exceptions import (
     StoreUnavailable,
 )
 from convstore.keys import LAYOUT_VERSION, KeyLayout
+from convstore.observe import CallRecord, add_observer, remove_observer
 from convstore.store import AsyncConversationStore, ConversationStore
 
 __version__ = "1.0.0"
@@ -27,6 +28,7 @@ __all__ = [
     "LAYOUT_VERSION",
     "ArchiveConflict",
     "AsyncConversationStore",
+    "CallRecord",
     "Codec",
     "CodecError",
     "ConversationStore",
@@ -42,4 +44,6 @@ __all__ = [
     "StoreFull",
     "StoreUnavailable",
     "__version__",
+    "add_observer",
+    "remove_observer",
 ]

@@ -21,13 +21,13 @@ from convstore.exceptions import CodecError
 try:  # the first release compressed with zstd: read, never written
     import pyzstd
 except ImportError:  # pragma: no cover - an install without the zstd extra
-    pyzstd = None
+    pyzstd = None  # type: ignore[assignment]  # the module, or None without the zstd extra
 
 LZ4_MAGIC = b"\x04\x22\x4d\x18"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def _encode_other(value):
+def _encode_other(value: object) -> str:
     # orjson handles datetimes and UUIDs itself; Decimals go out as strings, as
     # DjangoJSONEncoder writes them, so nothing is rounded through a float.
     if isinstance(value, Decimal):
@@ -35,7 +35,7 @@ def _encode_other(value):
     raise TypeError(f"cannot encode a value of type {type(value).__qualname__}")
 
 
-def _dumps(value, option):
+def _dumps(value: Any, option: int) -> bytes:
     try:
         encoded = orjson.dumps(value, default=_encode_other, option=option)
     except orjson.JSONEncodeError as e:
@@ -47,7 +47,7 @@ def _dumps(value, option):
     return encoded
 
 
-def _has_non_finite(value):
+def _has_non_finite(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)
     if isinstance(value, dict):
@@ -57,17 +57,17 @@ def _has_non_finite(value):
     return False
 
 
-def canonical_json(value):
+def canonical_json(value: Any) -> bytes:
     """Sorted-key JSON: equal values give equal bytes, so a digest can name the content."""
     return _dumps(value, orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS)
 
 
-def bot_config_digest(bot_config):
+def bot_config_digest(bot_config: dict[str, Any]) -> str:
     """The name of a bot_config's content: sha256 of its canonical JSON."""
     return hashlib.sha256(canonical_json(bot_config)).hexdigest()
 
 
-def without_non_finite(value):
+def without_non_finite(value: Any) -> Any:
     """``value`` with NaN and Infinity replaced by None: how a legacy blob's floats move on."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -174,11 +174,11 @@ class Codec:
 
 # A turn is stored as its seq in decimal, a bar, and its codec bytes. The write scripts build
 # the same item (lua/prelude.lua push_turns) and trim_remove.lua reads its seq back.
-def turn_item(seq, payload):
+def turn_item(seq: int, payload: bytes) -> bytes:
     return b"%d|%s" % (seq, payload)
 
 
-def split_turn_item(item):
+def split_turn_item(item: bytes) -> tuple[int, bytes]:
     """(seq, payload) of a stored turn; CodecError when it has no seq."""
     seq, sep, payload = item.partition(b"|")
     if not sep or not seq.isdigit():

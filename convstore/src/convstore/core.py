@@ -10,25 +10,31 @@ import logging
 import operator
 import secrets
 import threading
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, NamedTuple, overload
 
 from convstore import indexing, kept_turns, legacy
 from convstore import keys as fields
-from convstore.codec import bot_config_digest, split_turn_item, turn_item
+from convstore.codec import Codec, bot_config_digest, split_turn_item, turn_item
 from convstore.exceptions import (
     CodecError,
     CorruptSession,
     SessionNotFound,
     StaleRevision,
 )
+from convstore.keys import KeyLayout
 from convstore.protocol import (
     EXISTS,
     NOT_FOUND,
     ONE_DOC,
     STALE,
     ArchiveRead,
+    Batch,
     Command,
+    Operation,
     Script,
+    Session,
+    Turn,
     ask,
     check_rev,
     check_window,
@@ -51,14 +57,22 @@ class Shape(NamedTuple):
 
     rev: int | None
     seq: int
-    sizes: dict
+    sizes: dict[bytes, int]
     digest: str | None
 
 
 class StoreCore:
     """Encoding, decoding and the rules of each call, shared by the sync and async stores."""
 
-    def __init__(self, codec, *, keys, ttl=0, legacy_reads=True, cache_size=256):
+    def __init__(
+        self,
+        codec: Codec,
+        *,
+        keys: KeyLayout,
+        ttl: int = 0,
+        legacy_reads: bool = True,
+        cache_size: int = 256,
+    ) -> None:
         self.codec = codec
         self.keys = keys
         self.ttl = ttl
@@ -66,8 +80,8 @@ class StoreCore:
         self.cache_size = cache_size
         # Both caches only ever hold what Redis held: a bot_config by its digest never changes,
         # and a shape only predicts an index change that the reply then confirms or corrects.
-        self._bot_configs = {}
-        self._shapes = {}
+        self._bot_configs: dict[bytes, dict[str, Any]] = {}
+        self._shapes: dict[str, Shape] = {}
         # One store serves many threads: the caches' bounded inserts take turns.
         self._lock = threading.Lock()
         self.drift = 0
@@ -75,13 +89,13 @@ class StoreCore:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def load(self, cid, window):
+    def load(self, cid: str, window: int | None) -> Operation[Session | None]:
         fields.check_cid(cid)
         window = check_window(window)
-        with traced("robot-v2.load-conversation") as phase:
+        with traced("robot-v2.load-conversation", cid) as phase:
             phase("redis")
             state_key, turns_key = self.keys.state(cid), self.keys.turns(cid)
-            batch = [Command("hgetall", (state_key,), state_key)]
+            batch: Batch = [Command("hgetall", (state_key,), state_key)]
             if window != 0:
                 start = -window if window else 0
                 batch.append(Command("lrange", (turns_key, start, -1), turns_key))
@@ -109,14 +123,14 @@ class StoreCore:
             session["_turns"] = shape.seq
             return session
 
-    def decode_state(self, key, state):
+    def decode_state(self, key: str, state: dict[bytes, bytes]) -> tuple[Session, Shape]:
         """(session without history, Shape) of a state hash as HGETALL returned it."""
         rev = int_field(key, fields.REV, state.get(fields.REV.encode()))
         seq = int_field(key, fields.SEQ, state.get(fields.SEQ.encode()))
         prefix = fields.STATE_PREFIX.encode()
         sizes = {name: len(raw) for name, raw in state.items() if name.startswith(prefix)}
-        digest = state.get(fields.CFG.encode())
-        digest = digest and text_field(key, fields.CFG, digest)
+        raw_digest = state.get(fields.CFG.encode())
+        digest = text_field(key, fields.CFG, raw_digest) if raw_digest else None
         doc = state.get(fields.DOC.encode())
         if doc is not None:
             return self.decode_object(key, doc), Shape(rev, seq, {}, digest)
@@ -127,19 +141,19 @@ class StoreCore:
         session = {names[name]: self.decode_value(key, state[name]) for name in sizes}
         return session, Shape(rev, seq, sizes, digest)
 
-    def decode_value(self, key, raw):
+    def decode_value(self, key: str, raw: bytes) -> Any:
         try:
             return self.codec.decode(raw)
         except CodecError as e:
             raise CorruptSession(key, e) from e
 
-    def decode_object(self, key, raw):
+    def decode_object(self, key: str, raw: bytes) -> dict[str, Any]:
         value = self.decode_value(key, raw)
         if not isinstance(value, dict):
             raise CorruptSession(key, f"expected a JSON object, got {type(value).__name__}")
         return value
 
-    def decode_turn(self, key, item):
+    def decode_turn(self, key: str, item: bytes) -> Turn:
         try:
             seq, payload = split_turn_item(item)
         except CodecError as e:
@@ -148,9 +162,9 @@ class StoreCore:
         turn["seq"] = seq
         return turn
 
-    def fetch_bot_config(self, digest):
+    def fetch_bot_config(self, digest: bytes) -> Operation[dict[str, Any]]:
         key = self.keys.bot_config(digest.decode())
-        batch = [Command("get", (key,), key)]
+        batch: Batch = [Command("get", (key,), key)]
         (raw,) = yield from ask(batch)
         if raw is None:
             raise CorruptSession(key, "the shared bot_config is missing")
@@ -158,72 +172,28 @@ class StoreCore:
         _bounded_put(self._lock, self._bot_configs, digest, bot_config, self.cache_size)
         return bot_config
 
-    def _reaches_archive(self, history, seq, window):
+    def _reaches_archive(self, history: list[Turn], seq: int, window: int | None) -> bool:
         """Whether the last ``window`` turns are not all among those read from Redis."""
         wanted = seq if window is None else min(window, seq)
         return len(history) < wanted or (bool(history) and history[0]["seq"] != seq - wanted)
 
-    def _with_archive(self, cid, incarnation, history, shape, window):
+    def _with_archive(
+        self, cid: str, incarnation: str, history: list[Turn], shape: Shape, window: int | None
+    ) -> Operation[list[Turn]]:
         first = 0 if window is None else max(shape.seq - window, 0)
         in_redis = {turn["seq"] for turn in history}
-        archived = yield ArchiveRead(cid, incarnation, first)
+        archived: Iterable[Turn] = yield ArchiveRead(cid, incarnation, first)
         merged = [turn for turn in archived if turn["seq"] not in in_redis]
         merged += [turn for turn in history if turn["seq"] >= first]
         # Pinned turns stay at the head in Redis, so the two parts can interleave.
         merged.sort(key=operator.itemgetter("seq"))
         return merged
 
-    def size_breakdown(self, cid):
-        fields.check_cid(cid)
-        keys = [self.keys.state(cid), self.keys.turns(cid)]
-        batch = [Script("field_sizes", keys, [])]
-        (sizes,) = yield from ask(batch)
-        if not sizes:
-            return (yield from legacy.legacy_breakdown(self, cid))
-        turns, ttl = sizes[-2:]
-        pairs = zip(sizes[:-2:2], sizes[1:-2:2], strict=True)
-        parts = {name.decode(): size for name, size in pairs}
-        meta = yield from self._meta(keys[0], parts)
-        state = {
-            name[len(fields.STATE_PREFIX) :]: size
-            for name, size in parts.items()
-            if name.startswith(fields.STATE_PREFIX)
-        }
-        state_bytes = sum(state.values()) + parts.get(fields.DOC, 0)
-        return {
-            "layout": "split",
-            "state": state_bytes,
-            "fields": state,
-            "record": state.get("record", 0),
-            "history": meta[fields.BYTES] - state_bytes,
-            "bot_config": meta["bot_config"],
-            "turns": turns,
-            "total_turns": meta[fields.SEQ],
-            "archived": meta[fields.ARCHIVED],
-            "ttl": ttl,
-        }
-
-    def _meta(self, state_key, parts):
-        names = (fields.BYTES, fields.SEQ, fields.ARCHIVED, fields.CFG)
-        batch = [Command("hmget", (state_key, *names), state_key)]
-        ((size, seq, archived, digest),) = yield from ask(batch)
-        meta = {
-            fields.BYTES: int_field(state_key, fields.BYTES, size),
-            fields.SEQ: int_field(state_key, fields.SEQ, seq),
-            fields.ARCHIVED: int_field(state_key, fields.ARCHIVED, archived or 0),
-            "bot_config": 0,
-        }
-        if digest is not None:
-            key = self.keys.bot_config(digest.decode())
-            batch = [Command("strlen", (key,), key)]
-            (meta["bot_config"],) = yield from ask(batch)
-        return meta
-
     # --- writing ---------------------------------------------------------------------------
 
-    def save(self, session):
+    def save(self, session: Session) -> Operation[int]:
         cid = fields.check_cid(session.get("conversation_id"))
-        with traced("robot-v2.save-conversation"):
+        with traced("robot-v2.save-conversation", cid):
             state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
             if "_rev" in session:
                 # Turns outside the loaded window are never dropped, and those with a seq are
@@ -238,14 +208,16 @@ class StoreCore:
             rev = yield from self.replace(cid, session, initial_rev=1)
             return rev
 
-    def update_state(self, cid, changes, expected_rev):
+    def update_state(
+        self, cid: str, changes: Mapping[str, Any], expected_rev: int
+    ) -> Operation[int]:
         fields.check_cid(cid)
         check_rev(expected_rev)
         if "history" in changes:
             raise ValueError("history is not state: add turns with append_turns()")
         if changes.get("conversation_id", cid) != cid:
             raise ValueError("conversation_id cannot be changed")
-        with traced("robot-v2.update-state") as phase:
+        with traced("robot-v2.update-state", cid) as phase:
             phase("encode")
             state = {k: v for k, v in changes.items() if k not in SPLIT_KEYS | META_KEYS}
             return (
@@ -254,12 +226,12 @@ class StoreCore:
                 )
             )
 
-    def append_turns(self, cid, turns):
+    def append_turns(self, cid: str, turns: Iterable[Turn]) -> Operation[list[int]]:
         fields.check_cid(cid)
         turns = list(turns)
         if not turns:
             return []
-        with traced("robot-v2.append-turns") as phase:
+        with traced("robot-v2.append-turns", cid) as phase:
             phase("encode")
             payloads = self.encode_turns(turns)
             keys = [self.keys.state(cid), self.keys.turns(cid)]
@@ -279,31 +251,41 @@ class StoreCore:
             self._remember(cid, known._replace(seq=first + len(turns)))
         return list(range(first, first + len(turns)))
 
-    def delete(self, cid):
+    def delete(self, cid: str) -> Operation[bool]:
         fields.check_cid(cid)
-        self._shapes.pop(cid, None)
+        self.forget(cid)
         keys = [self.keys.state(cid), self.keys.turns(cid), self.keys.legacy(cid)]
-        batch = [
+        batch: Batch = [
             Command("delete", tuple(keys)),
             Command("zrem", (self.keys.index_bytes, cid)),
             Command("zrem", (self.keys.index_seen, cid)),
         ]
         # The DEL's reply alone decides; the indexes follow it (drift when they fail).
         replies = yield batch
+        deleted: int
         (deleted,) = yield from raise_for(replies[:1], batch[:1])
         indexing.drifted(self, cid, zip(batch[1:], replies[1:], strict=True))
         return deleted > 0
 
-    def _update(self, cid, state, bot_config, new_turns, expected_rev, whole, phase=None):
+    def _update(
+        self,
+        cid: str,
+        state: dict[str, Any],
+        bot_config: object,
+        new_turns: list[Turn],
+        expected_rev: int,
+        whole: bool,
+        phase: Callable[[str], None] | None = None,
+    ) -> Operation[int]:
         digest, config_commands = self.bot_config_commands(bot_config)
         encoded = [(fields.state_field(k), self.codec.encode(v)) for k, v in state.items()]
         payloads = self.encode_turns(new_turns)
         keys = [self.keys.state(cid), self.keys.turns(cid)]
-        args = [self.ttl, expected_rev, digest, int(whole), len(encoded)]
+        args: list[Any] = [self.ttl, expected_rev, digest, int(whole), len(encoded)]
         args += [part for pair in encoded for part in pair] + payloads
         shape = self._shapes.get(cid)
         predicted = _state_delta(shape, expected_rev, encoded, whole)
-        if predicted is not None:
+        if predicted is not None and shape is not None:
             predicted += _items_size(shape.seq, payloads)
         if phase is not None:
             phase("redis")
@@ -325,18 +307,21 @@ class StoreCore:
                 )
             )
         if status == STALE:
-            self._shapes.pop(cid, None)
+            self.forget(cid)
             raise StaleRevision(cid, expected_rev, reply[1])
+        rev: int
+        first: int
         _, rev, _, first = reply
         written = {name.encode(): len(value) for name, value in encoded}
         if whole or shape is not None:
-            sizes = written if whole else {**shape.sizes, **written}
+            sizes = written if whole or shape is None else {**shape.sizes, **written}
             self._remember(cid, Shape(rev, first + len(payloads), sizes, known_digest or None))
         return rev
 
-    def replace_many(self, sessions):
+    def replace_many(self, sessions: Iterable[Session]) -> Operation[int]:
         """Create or replace whole conversations in one round trip (seeding: no legacy blob)."""
-        batch, scripts = [], []
+        batch: Batch = []
+        scripts: list[tuple[int, str]] = []
         for session in sessions:
             cid = fields.check_cid(session.get("conversation_id"))
             script, config_commands, _ = self._replace_script(cid, session, initial_rev=1)
@@ -348,7 +333,9 @@ class StoreCore:
         (yield from ask(batch))
         return len(scripts)
 
-    def _replace_script(self, cid, session, *, initial_rev, create_only=False):
+    def _replace_script(
+        self, cid: str, session: Session, *, initial_rev: int, create_only: bool = False
+    ) -> tuple[Script, list[Command], Shape]:
         state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
         digest, config_commands = self.bot_config_commands(session.get("bot_config"))
         encoded = [(fields.state_field(k), self.codec.encode(v)) for k, v in state.items()]
@@ -362,7 +349,21 @@ class StoreCore:
         shape = Shape(None, len(payloads), sizes, digest or None)
         return Script("replace", keys, [*args, *payloads]), config_commands, shape
 
-    def replace(self, cid, session, *, initial_rev, create_only=False):
+    @overload
+    def replace(
+        self, cid: str, session: Session, *, initial_rev: int, create_only: Literal[False] = False
+    ) -> Operation[int]: ...
+
+    @overload
+    def replace(
+        self, cid: str, session: Session, *, initial_rev: int, create_only: bool = False
+    ) -> Operation[int | None]: ...
+
+    def replace(
+        self, cid: str, session: Session, *, initial_rev: int, create_only: bool = False
+    ) -> Operation[int | None]:
+        """Create or replace the whole conversation; its rev, or None when ``create_only``
+        and it exists."""
         script, config_commands, shape = self._replace_script(
             cid, session, initial_rev=initial_rev, create_only=create_only
         )
@@ -371,6 +372,7 @@ class StoreCore:
         )
         if reply[0] == EXISTS:
             return None
+        rev: int
         rev, first, created = reply[1], reply[2], reply[5]
         self._remember(cid, shape._replace(rev=rev, seq=first + shape.seq))
         if created and self.legacy_reads:
@@ -378,7 +380,7 @@ class StoreCore:
             yield from indexing.follow_up(self, cid, [Command("delete", (legacy_key,), legacy_key)])
         return rev
 
-    def bot_config_commands(self, bot_config):
+    def bot_config_commands(self, bot_config: object) -> tuple[str, list[Command]]:
         """(digest or '', the commands that store the bot_config once) for a write."""
         if bot_config is None:
             return "", []
@@ -389,17 +391,23 @@ class StoreCore:
         command = Command("set", (key, self.codec.encode(bot_config), self.ttl or None), key)
         return digest, [command]
 
-    def encode_turns(self, turns):
+    def encode_turns(self, turns: list[Turn]) -> list[bytes]:
         for turn in turns:
             if not isinstance(turn, dict):
                 raise TypeError(f"a turn must be a dict, got {type(turn).__qualname__}")
         return [self.codec.encode({k: v for k, v in t.items() if k != "seq"}) for t in turns]
 
-    def _remember(self, cid, shape):
+    def _remember(self, cid: str, shape: Shape) -> None:
         _bounded_put(self._lock, self._shapes, cid, shape, self.cache_size * 16)
 
+    def forget(self, cid: str) -> None:
+        """Drop what this process saw of ``cid``: its next write predicts nothing."""
+        self._shapes.pop(cid, None)
 
-def _bounded_put(lock, cache, key, value, size):
+
+def _bounded_put[K, V](
+    lock: threading.Lock, cache: dict[K, V], key: K, value: V, size: int
+) -> None:
     """``cache[key] = value``, dropping the oldest entry when ``cache`` holds ``size``."""
     with lock:
         if key not in cache and len(cache) >= size:
@@ -407,12 +415,14 @@ def _bounded_put(lock, cache, key, value, size):
         cache[key] = value
 
 
-def _items_size(seq, payloads):
+def _items_size(seq: int, payloads: list[bytes]) -> int:
     """Bytes of ``payloads`` stored as turns from ``seq`` on (see codec.turn_item)."""
     return sum(len(turn_item(seq + i, payload)) for i, payload in enumerate(payloads))
 
 
-def _state_delta(shape, expected_rev, encoded, whole):
+def _state_delta(
+    shape: Shape | None, expected_rev: int, encoded: list[tuple[str, bytes]], whole: bool
+) -> int | None:
     """How the state's bytes change, from the sizes this process last saw; None if unknown."""
     if shape is None or shape.rev != expected_rev:
         return None

@@ -13,7 +13,7 @@ class StoreError(Exception):
 
 
 class SessionNotFound(StoreError):
-    def __init__(self, conversation_id):
+    def __init__(self, conversation_id: str) -> None:
         super().__init__(f"conversation {conversation_id!r} does not exist")
         self.conversation_id = conversation_id
 
@@ -21,7 +21,7 @@ class SessionNotFound(StoreError):
 class StaleRevision(StoreError):
     """A state write carried a revision that another writer has moved on from."""
 
-    def __init__(self, conversation_id, expected, actual):
+    def __init__(self, conversation_id: str, expected: int, actual: int) -> None:
         super().__init__(
             f"conversation {conversation_id!r} is at revision {actual}, not {expected}: "
             "load it again and reapply the change"
@@ -34,7 +34,7 @@ class StaleRevision(StoreError):
 class CorruptSession(StoreError):
     """A stored value cannot be decoded; it is left in place for an operator to inspect."""
 
-    def __init__(self, key, reason):
+    def __init__(self, key: str, reason: object) -> None:
         super().__init__(f"corrupt value at Redis key {key!r}: {reason}")
         self.key = key
 
@@ -42,7 +42,7 @@ class CorruptSession(StoreError):
 class StoreUnavailable(StoreError):
     """Redis did not answer, or cannot serve now."""
 
-    maybe_written = False
+    maybe_written: bool = False
     """True when a write was sent and its answer lost: it may have happened."""
 
 
@@ -53,7 +53,7 @@ class StoreFull(StoreUnavailable):
 class SessionExists(StoreError):
     """The conversation is live in Redis, where an operation needs it absent."""
 
-    def __init__(self, conversation_id, reason):
+    def __init__(self, conversation_id: str, reason: str) -> None:
         super().__init__(f"conversation {conversation_id!r} {reason}")
         self.conversation_id = conversation_id
 
@@ -62,7 +62,7 @@ class ArchiveConflict(StoreError):
     """The archive already holds other turns under these seqs: nothing was archived, and the
     turns stay in Redis."""
 
-    def __init__(self, conversation_id, incarnation, seqs):
+    def __init__(self, conversation_id: str, incarnation: str, seqs: list[int]) -> None:
         shown = ", ".join(map(str, seqs[:10])) + (" ..." if len(seqs) > 10 else "")
         super().__init__(
             f"conversation {conversation_id!r} (incarnation {incarnation!r}): the archive holds "
@@ -75,6 +75,8 @@ class ArchiveConflict(StoreError):
 class SessionBusy(StoreError):
     """Another operation holds the conversation, or wrote it while an operation read it."""
 
-    def __init__(self, conversation_id, reason="was written while it was archived"):
+    def __init__(
+        self, conversation_id: str, reason: str = "was written while it was archived"
+    ) -> None:
         super().__init__(f"conversation {conversation_id!r} {reason}")
         self.conversation_id = conversation_id

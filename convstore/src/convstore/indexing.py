@@ -9,14 +9,34 @@ function is a generator of the core's protocol, taking the core (core.py).
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from convstore.exceptions import StoreError, StoreUnavailable
-from convstore.protocol import NOT_FOUND, OK, Command, raise_for
+from convstore.protocol import (
+    NOT_FOUND,
+    OK,
+    Batch,
+    Command,
+    Core,
+    Operation,
+    Script,
+    key_of,
+    raise_for,
+)
 
 log = logging.getLogger(__name__)
 
 
-def write(core, cid, script, predicted, delta, before=(), digest=None):
+def write(
+    core: Core,
+    cid: str,
+    script: Script,
+    predicted: int | None,
+    delta: Callable[[list[Any]], int],
+    before: Sequence[Command] = (),
+    digest: str | None = None,
+) -> Operation[list[Any]]:
     """Run a conversation's write script with what goes beside it, in one round trip.
 
     The script's reply alone decides the call's result. Beside it go ``before`` (the shared
@@ -29,11 +49,12 @@ def write(core, cid, script, predicted, delta, before=(), digest=None):
     index = index_commands(core, cid, predicted)
     if digest and core.ttl:
         index.append(Command("expire", (core.keys.bot_config(digest), core.ttl)))
-    batch = [*before, script, *index]
+    batch: Batch = [*before, script, *index]
     replies = yield batch
     at = len(before)
     bumped = index[1] if predicted else None
-    moved = predicted if bumped is not None and _ok(replies[at + 2]) else 0
+    moved = predicted if predicted and _ok(replies[at + 2]) else 0
+    reply: list[Any]
     try:
         (reply,) = yield from raise_for(replies[at : at + 1], [script])
     except StoreError:
@@ -42,7 +63,7 @@ def write(core, cid, script, predicted, delta, before=(), digest=None):
         raise
     if reply[0] == NOT_FOUND:
         # The index commands ran for a conversation that is not there: take them back.
-        core._shapes.pop(cid, None)
+        core.forget(cid)
         yield from follow_up(
             core,
             cid,
@@ -58,7 +79,7 @@ def write(core, cid, script, predicted, delta, before=(), digest=None):
         if not _ok(answer) and request is not script and request is not bumped
     ]
     drifted(core, cid, failed)
-    again = [request for request, _ in failed]
+    again: Batch = [request for request, _ in failed]
     actual = delta(reply) if reply[0] == OK else 0
     if actual != moved:
         again.append(Command("zincrby", (core.keys.index_bytes, actual - moved, cid)))
@@ -67,7 +88,7 @@ def write(core, cid, script, predicted, delta, before=(), digest=None):
     return reply
 
 
-def follow_up(core, cid, batch):
+def follow_up(core: Core, cid: str, batch: Batch) -> Operation[None]:
     """Send index (and shared bot_config) commands that follow a write that happened.
 
     Their failure is drift: logged with the key, counted in ``drift``, and repaired by
@@ -81,7 +102,7 @@ def follow_up(core, cid, batch):
     drifted(core, cid, zip(batch, replies, strict=True))
 
 
-def drifted(core, cid, answered):
+def drifted(core: Core, cid: str, answered: Iterable[tuple[Command | Script, Any]]) -> None:
     """Log and count each (request, reply) of ``answered`` whose reply is an error."""
     for request, reply in answered:
         if _ok(reply):
@@ -91,13 +112,13 @@ def drifted(core, cid, answered):
         log.warning(
             "index drift: %s on %r for conversation %r failed after its write: %s",
             request.name,
-            request.key or request.args[0],
+            key_of(request),
             cid,
             reply,
         )
 
 
-def index_commands(core, cid, predicted=None):
+def index_commands(core: Core, cid: str, predicted: int | None = None) -> list[Command]:
     """The index updates that go beside a write: its time, and its predicted bytes."""
     index = [Command("zadd", (core.keys.index_seen, {cid: time.time()}))]
     if predicted:
@@ -105,10 +126,10 @@ def index_commands(core, cid, predicted=None):
     return index
 
 
-def bump(core, cid, delta):
+def bump(core: Core, cid: str, delta: int) -> Command:
     """Move an indexed conversation's bytes; one not in the index stays out of it."""
     return Command("zadd", (core.keys.index_bytes, {cid: delta}, False, True, False, True))
 
 
-def _ok(reply):
+def _ok(reply: object) -> bool:
     return not isinstance(reply, Exception)

@@ -9,14 +9,30 @@ are not looked at. A generator of the core's protocol (core.py), taking the core
 legacy.py.
 """
 
+from typing import Any
+
 from convstore import keys as fields
 from convstore import legacy
 from convstore.codec import split_turn_item
 from convstore.exceptions import CodecError, CorruptSession
-from convstore.protocol import ArchiveRead, Command, ask, int_field, text_field
+from convstore.protocol import (
+    ArchiveRead,
+    Batch,
+    Command,
+    Core,
+    Operation,
+    Session,
+    Turn,
+    ask,
+    int_field,
+    text_field,
+)
+
+type Stored = dict[int, tuple[str, bytes | Turn]]
+"""{seq: (the key it is stored at, or "archive"; its codec bytes, or the turn decoded)}"""
 
 
-def check_unchanged(core, cid, session):
+def check_unchanged(core: Core, cid: str, session: Session) -> Operation[None]:
     """Raise ValueError naming the first stored turn the dict edited or removed."""
     kept = kept_turns(session.get("history") or [])
     if not kept:
@@ -29,17 +45,18 @@ def check_unchanged(core, cid, session):
     if stored is None:
         return  # no such conversation: the write itself says so
     for seq in sorted(kept.keys() | stored.keys()):
-        turn, (key, was) = kept.get(seq), stored.get(seq, (None, None))
+        turn, entry = kept.get(seq), stored.get(seq)
         if turn is None:
             raise ValueError(
                 f"turn seq {seq} of conversation {cid!r} was removed from the loaded history: "
                 "save() never removes stored turns"
             )
-        if was is None:
+        if entry is None:
             raise ValueError(
                 f"turn seq {seq} of conversation {cid!r} is not a stored turn: "
                 "a new turn carries no seq"
             )
+        key, was = entry
         if not same_turn(core, key, was, turn):
             raise ValueError(
                 f"turn seq {seq} of conversation {cid!r} differs from the stored turn: "
@@ -47,9 +64,9 @@ def check_unchanged(core, cid, session):
             )
 
 
-def kept_turns(history):
+def kept_turns(history: list[Any]) -> dict[int, Turn]:
     """{seq: turn without its seq} of the turns that carry one."""
-    kept = {}
+    kept: dict[int, Turn] = {}
     for turn in history:
         if not isinstance(turn, dict) or "seq" not in turn:
             continue
@@ -62,7 +79,7 @@ def kept_turns(history):
     return kept
 
 
-def stored_turns(core, cid, first, end):
+def stored_turns(core: Core, cid: str, first: int, end: int) -> Operation[Stored | None]:
     """{seq: (key, stored payload bytes or turn)} of the turns stored from ``first`` to ``end``
     (Redis, then the archive, or a legacy blob); None when the conversation is not stored."""
     state_key, turns_key = core.keys.state(cid), core.keys.turns(cid)
@@ -70,7 +87,7 @@ def stored_turns(core, cid, first, end):
     while True:
         # The list holds seqs in order, so the turns from `first` on are its last (next seq -
         # first) items. LRANGE goes first: a turn appended after the HMGET read is not missed.
-        batch = [
+        batch: Batch = [
             Command("lrange", (turns_key, -span, -1), turns_key),
             Command("hmget", (state_key, fields.SEQ, fields.ARCHIVED, fields.INC), state_key),
         ]
@@ -81,7 +98,7 @@ def stored_turns(core, cid, first, end):
         if next_seq - first <= span:
             break
         span = next_seq - first  # turns were appended since the load: read further back
-    stored = {}
+    stored: Stored = {}
     for item in items:
         try:
             seq, payload = split_turn_item(item)
@@ -98,7 +115,7 @@ def stored_turns(core, cid, first, end):
     return stored
 
 
-def legacy_turns(core, cid, first, end):
+def legacy_turns(core: Core, cid: str, first: int, end: int) -> Operation[Stored | None]:
     """The legacy blob's turns from ``first`` to ``end``; None when there is no blob."""
     raw = (yield from legacy.legacy_blob(core, cid)) if core.legacy_reads else None
     if raw is None:
@@ -108,7 +125,7 @@ def legacy_turns(core, cid, first, end):
     return {seq: (key, turn) for seq, turn in enumerate(history) if first <= seq < end}
 
 
-def same_turn(core, key, stored, turn):
+def same_turn(core: Core, key: str, stored: bytes | Turn, turn: Turn) -> bool:
     """Whether ``turn`` is what is stored: its codec bytes, or a turn decoded already."""
     if isinstance(stored, bytes):
         try:

@@ -46,12 +46,12 @@ LUA_FIELDS = {
 }
 
 
-def state_field(name):
+def state_field(name: str) -> str:
     """The state hash field of the top-level state key ``name``."""
     return STATE_PREFIX + name
 
 
-def check_cid(conversation_id):
+def check_cid(conversation_id: object) -> str:
     """A conversation id: a non-empty str without braces (they would move its hash tag)."""
     if not isinstance(conversation_id, str) or not conversation_id:
         raise ValueError(f"conversation_id must be a non-empty string, got {conversation_id!r}")
@@ -65,59 +65,59 @@ class KeyLayout:
     prefix: str = "rp"
     legacy_format: str = "session:{cid}"
 
-    def state(self, cid):
+    def state(self, cid: str) -> str:
         """HASH: REV, SEQ, INC, CFG, ARCHIVED, BYTES, and one ``s:<key>`` field per state key."""
         return f"{self.prefix}:conv:{{{cid}}}:state"
 
-    def turns(self, cid):
+    def turns(self, cid: str) -> str:
         """LIST: one ``<seq>|<codec bytes>`` item per turn, oldest first."""
         return f"{self.prefix}:conv:{{{cid}}}:turns"
 
-    def bot_config(self, digest):
+    def bot_config(self, digest: str) -> str:
         """STRING: a bot_config stored once, addressed by the sha256 of its canonical JSON."""
         return f"{self.prefix}:botcfg:{digest}"
 
-    def legacy(self, cid):
+    def legacy(self, cid: str) -> str:
         """STRING: the whole conversation as one stdlib-json blob, as the robot wrote it."""
         return self.legacy_format.format(cid=cid)
 
     @property
-    def index_bytes(self):
+    def index_bytes(self) -> str:
         """ZSET: conversation id -> bytes of its state and turns."""
         return f"{self.prefix}:idx:bytes"
 
     @property
-    def index_seen(self):
+    def index_seen(self) -> str:
         """ZSET: conversation id -> unix time of its last write."""
         return f"{self.prefix}:idx:seen"
 
     @property
-    def state_pattern(self):
+    def state_pattern(self) -> str:
         """SCAN pattern that matches every conversation's state key."""
         return f"{self.prefix}:conv:*:state"
 
     @property
-    def legacy_pattern(self):
+    def legacy_pattern(self) -> str:
         return self.legacy_format.format(cid="*")
 
-    def cid_from_state(self, key):
+    def cid_from_state(self, key: str) -> str:
         return key[len(f"{self.prefix}:conv:{{") : -len("}:state")]
 
-    def cid_from_legacy(self, key):
+    def cid_from_legacy(self, key: str) -> str:
         head, _, tail = self.legacy_format.partition("{cid}")
         return key[len(head) : len(key) - len(tail)]
 
     # --- the admin's own keys: a cached census of every session, scratch space ---------------
 
-    def census(self, part):
+    def census(self, part: str) -> str:
         """The admin's census (see census.py): ``summary`` (STRING, JSON); ZSETs ``ids`` (every
         id, score 0: by id), ``turns`` (id -> turns in Redis), ``oversized`` (id -> bytes)."""
         return f"{self.prefix}:admin:census:{part}"
 
-    def census_bot(self, digest):
+    def census_bot(self, digest: str) -> str:
         """ZSET: conversation id -> bytes, of the sessions sharing the bot_config ``digest``."""
         return f"{self.prefix}:admin:census:bot:{digest}"
 
-    def scratch(self, token):
+    def scratch(self, token: str) -> str:
         """A short-lived key of one admin request (a list filter, a load profile's legacy blob)."""
         return f"{self.prefix}:admin:scratch:{token}"

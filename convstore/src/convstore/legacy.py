@@ -4,14 +4,27 @@ legacy key per conversation), and the first release's state stored as one ``doc`
 Each function is a generator of the core's protocol, taking the core (core.py).
 """
 
+from collections.abc import Callable
+
 from convstore import indexing
 from convstore import keys as fields
 from convstore.codec import without_non_finite
 from convstore.exceptions import CorruptSession, SessionNotFound
-from convstore.protocol import Command, Script, ask
+from convstore.protocol import (
+    Batch,
+    Command,
+    Core,
+    Operation,
+    Script,
+    Session,
+    SizeBreakdown,
+    ask,
+)
 
 
-def load_legacy(core, cid, window, phase):
+def load_legacy(
+    core: Core, cid: str, window: int | None, phase: Callable[[str], None]
+) -> Operation[Session | None]:
     if not core.legacy_reads:
         return None
     raw = yield from legacy_blob(core, cid)
@@ -29,17 +42,18 @@ def load_legacy(core, cid, window, phase):
     return session
 
 
-def legacy_blob(core, cid):
+def legacy_blob(core: Core, cid: str) -> Operation[bytes | None]:
     key = core.keys.legacy(cid)
-    batch = [Command("get", (key,), key)]
+    batch: Batch = [Command("get", (key,), key)]
+    raw: bytes | None
     (raw,) = yield from ask(batch)
     return raw
 
 
-def decode_legacy(core, cid, raw):
+def decode_legacy(core: Core, cid: str, raw: bytes) -> Session:
     # NaN and Infinity, which the stdlib wrote and orjson cannot, read as None.
     key = core.keys.legacy(cid)
-    session = without_non_finite(core.decode_object(key, raw))
+    session: Session = without_non_finite(core.decode_object(key, raw))
     history = session.get("history")
     if history is not None and not isinstance(history, list):
         kind = type(history).__name__
@@ -52,7 +66,7 @@ def decode_legacy(core, cid, raw):
     return session
 
 
-def legacy_breakdown(core, cid):
+def legacy_breakdown(core: Core, cid: str) -> Operation[SizeBreakdown]:
     raw = (yield from legacy_blob(core, cid)) if core.legacy_reads else None
     if raw is None:
         raise SessionNotFound(cid)
@@ -74,7 +88,7 @@ def legacy_breakdown(core, cid):
     }
 
 
-def migrate(core, cid):
+def migrate(core: Core, cid: str) -> Operation[int]:
     """Move a legacy blob to the split layout; the bytes of the blob moved (0: none)."""
     if not core.legacy_reads:
         return 0
@@ -85,7 +99,7 @@ def migrate(core, cid):
     return len(raw) if moved else 0
 
 
-def migrate_blob(core, cid, raw=None):
+def migrate_blob(core: Core, cid: str, raw: bytes | None = None) -> Operation[bool]:
     """Write a legacy blob in the split layout, then drop the blob if it is unchanged.
 
     The split layout is written only where there is none: a conversation another process
@@ -105,20 +119,20 @@ def migrate_blob(core, cid, raw=None):
         reason = f"its bot_config is a {type(bot_config).__qualname__}, not a JSON object"
         raise CorruptSession(key, reason)
     yield from core.replace(cid, session, initial_rev=0, create_only=True)
-    batch = [Script("drop_if_unchanged", [key], [raw])]
+    batch: Batch = [Script("drop_if_unchanged", [key], [raw])]
     yield from ask(batch)
     return True
 
 
-def split_doc(core, cid):
+def split_doc(core: Core, cid: str) -> Operation[None]:
     """Store a first-release state (one doc) as one field per key, if it is unchanged."""
     state_key = core.keys.state(cid)
-    batch = [Command("hget", (state_key, fields.DOC), state_key)]
+    batch: Batch = [Command("hget", (state_key, fields.DOC), state_key)]
     (doc,) = yield from ask(batch)
     if doc is None:
         return
     state = core.decode_object(state_key, doc)
-    args = [doc]
+    args: list[bytes | str] = [doc]
     for name, value in state.items():
         args += [fields.state_field(name), core.codec.encode(value)]
     batch = [Script("split_doc", [state_key], args)]

@@ -4,9 +4,25 @@ A request is a batch of Commands and Scripts, sent in one round trip, or an Arch
 argument checks shared by every call are here too.
 """
 
-from typing import NamedTuple
+import threading
+from collections.abc import Generator, Iterable
+from typing import Any, Literal, NamedTuple, Protocol, TypedDict
 
+from convstore.codec import Codec
 from convstore.exceptions import CorruptSession, StoreError, StoreFull, StoreUnavailable
+from convstore.keys import KeyLayout
+
+type Session = dict[str, Any]
+"""A conversation as the robot uses it: its state keys, ``history`` and ``bot_config``."""
+type Turn = dict[str, Any]
+"""One turn of a history, with its ``seq`` when it is stored."""
+type Batch = list[Command | Script]
+"""Commands and scripts sent in one round trip; their replies come back in order."""
+type Request = Batch | ArchiveRead
+"""What an operation of the core yields: it is sent a batch's replies (error replies as
+values) or the archived turns."""
+type Operation[T] = Generator[Request, Any, T]
+"""An operation of the core, whose result is a T (see core.py)."""
 
 # LRANGE takes a 64-bit index; no conversation has anywhere near this many turns.
 MAX_WINDOW = 2**53
@@ -30,7 +46,7 @@ class Command(NamedTuple):
     """A redis-py command: ``name(*args)``, reading or writing ``key`` (named in errors)."""
 
     name: str
-    args: tuple
+    args: tuple[Any, ...]
     key: str | None = None
 
 
@@ -38,8 +54,8 @@ class Script(NamedTuple):
     """One of the Lua scripts of scripts.py, run with ``keys`` and ``args``."""
 
     name: str
-    keys: list
-    args: list
+    keys: list[str]
+    args: list[Any]
 
 
 class ArchiveRead(NamedTuple):
@@ -51,7 +67,7 @@ class ArchiveRead(NamedTuple):
     from_seq: int
 
 
-def check_window(window):
+def check_window(window: object) -> int | None:
     if window is None:
         return None
     if not isinstance(window, int) or isinstance(window, bool) or window < 0:
@@ -59,13 +75,13 @@ def check_window(window):
     return min(window, MAX_WINDOW)
 
 
-def check_rev(expected_rev):
+def check_rev(expected_rev: object) -> int:
     if not isinstance(expected_rev, int) or isinstance(expected_rev, bool):
         raise TypeError(f"expected_rev must be an int, got {expected_rev!r}")
     return expected_rev
 
 
-def int_field(key, name, raw):
+def int_field(key: str, name: str, raw: object) -> int:
     """A state hash field read as a count: decimal digits from 0 to MAX_COUNT, as the scripts
     accept it (lua/prelude.lua number_field); CorruptSession when it is missing or not one."""
     if type(raw) is int:
@@ -80,7 +96,7 @@ def int_field(key, name, raw):
     return value
 
 
-def text_field(key, name, raw):
+def text_field(key: str, name: str, raw: bytes | None) -> str:
     """A state hash field read as text ('' when missing); CorruptSession when it is not UTF-8."""
     try:
         return (raw or b"").decode()
@@ -88,7 +104,7 @@ def text_field(key, name, raw):
         raise CorruptSession(key, f"field {name!r} is not UTF-8 text: {raw!r}") from None
 
 
-def writes(batch):
+def writes(batch: Batch) -> bool:
     """Whether sending ``batch`` may change what Redis holds."""
     return any(
         request.name not in READ_ONLY_SCRIPTS
@@ -98,11 +114,11 @@ def writes(batch):
     )
 
 
-def refused(error, request):
+def refused(error: Exception, request: Command | Script) -> StoreError | None:
     """The store's error for an error reply that is about Redis, not the data: StoreFull when
     it is out of memory, StoreUnavailable when it cannot serve now; None for the others."""
     kind = type(error).__name__
-    where = request.keys[0] if isinstance(request, Script) else request.key or request.args[0]
+    where = key_of(request)
     if kind == "OutOfMemoryError" or str(error).startswith("OOM"):
         return StoreFull(
             f"Redis is full (maxmemory reached) and refused {request.name} on {where!r}; "
@@ -113,7 +129,14 @@ def refused(error, request):
     return None
 
 
-def script_error(error, keys):
+def key_of(request: Command | Script) -> str:
+    """The key ``request`` is about, for messages."""
+    if isinstance(request, Script):
+        return request.keys[0]
+    return request.key or request.args[0]
+
+
+def script_error(error: Exception, keys: list[str]) -> Exception:
     """The store's error for a script's BADTYPE/BADFIELD reply (see lua/prelude.lua)."""
     code, _, detail = str(error).partition(" ")
     if code == "BADTYPE":
@@ -125,18 +148,19 @@ def script_error(error, keys):
     return error
 
 
-def send(batch):
+def send(batch: Batch) -> Operation[list[Any]]:
     """Send ``batch``; its replies, error replies as values."""
-    return (yield batch)
+    replies: list[Any] = yield batch
+    return replies
 
 
-def ask(batch):
+def ask(batch: Batch) -> Operation[list[Any]]:
     """Send ``batch``; its replies, an error reply raised as the store's error."""
     replies = yield batch
     return (yield from raise_for(replies, batch))
 
 
-def raise_for(replies, batch):
+def raise_for(replies: list[Any], batch: Batch) -> Operation[list[Any]]:
     """``replies`` of ``batch``; the first error reply becomes the store's error, naming its
     key (a WRONGTYPE costs one TYPE, to say what the key holds)."""
     for reply, request in zip(replies, batch, strict=True):
@@ -152,3 +176,51 @@ def raise_for(replies, batch):
             raise CorruptSession(request.key, reason)
         raise StoreError(f"Redis refused {request.name}: {reply}")
     return replies
+
+
+class SizeBreakdown(TypedDict):
+    """The bytes of each part of a conversation as stored (``size_breakdown``)."""
+
+    layout: Literal["split", "legacy"]
+    state: int
+    fields: dict[str, int]
+    record: int
+    history: int
+    bot_config: int
+    turns: int
+    total_turns: int
+    archived: int
+    ttl: int | None
+
+
+class Archive(Protocol):
+    """Where turns trimmed from Redis went (the stores' ``archive``): the turns of one
+    incarnation of a conversation from ``from_seq`` on, oldest first, each with its ``seq``."""
+
+    def turns(
+        self, conversation_id: str, incarnation: str, /, *, from_seq: int
+    ) -> Iterable[Turn]: ...
+
+    async def aturns(
+        self, conversation_id: str, incarnation: str, /, *, from_seq: int
+    ) -> Iterable[Turn]: ...
+
+
+class Core(Protocol):
+    """What the core's helpers (indexing.py, legacy.py, kept_turns.py) use of the core: they
+    take it (core.StoreCore) as an argument, and cannot import it, as it imports them."""
+
+    keys: KeyLayout
+    codec: Codec
+    ttl: int
+    legacy_reads: bool
+    drift: int
+    _lock: threading.Lock
+
+    def forget(self, cid: str) -> None: ...
+
+    def decode_object(self, key: str, raw: bytes) -> dict[str, Any]: ...
+
+    def replace(
+        self, cid: str, session: Session, *, initial_rev: int, create_only: bool = False
+    ) -> Operation[int | None]: ...

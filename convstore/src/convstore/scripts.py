@@ -30,7 +30,7 @@ NAMES = (
 
 
 @cache
-def source(name):
+def source(name: str) -> str:
     """The Lua source of the script ``name``, prelude first."""
     lua = files("convstore") / "lua"
     prelude = (lua / "prelude.lua").read_text()

@@ -8,6 +8,8 @@ redis.asyncio (the asyncio robot), one client per event loop.
 
 import asyncio
 import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any, Self, TypedDict, Unpack
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -16,7 +18,7 @@ import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from convstore import scripts
+from convstore import breakdown, scripts
 from convstore.codec import Codec
 from convstore.core import StoreCore
 from convstore.exceptions import (
@@ -28,7 +30,23 @@ from convstore.exceptions import (
     StoreUnavailable,
 )
 from convstore.keys import KeyLayout
-from convstore.protocol import ArchiveRead, Script, ask, raise_for, refused, send, writes
+from convstore.protocol import (
+    Archive,
+    ArchiveRead,
+    Batch,
+    Command,
+    Operation,
+    Request,
+    Script,
+    Session,
+    SizeBreakdown,
+    Turn,
+    ask,
+    raise_for,
+    refused,
+    send,
+    writes,
+)
 
 __all__ = [
     "AsyncConversationStore",
@@ -44,7 +62,17 @@ __all__ = [
 _SHAS = {name: hashlib.sha1(scripts.source(name).encode()).hexdigest() for name in scripts.NAMES}
 
 
-def safe_url(url):
+class StoreOptions(TypedDict, total=False):
+    """The options of both stores (README.md, Options)."""
+
+    keys: KeyLayout | None
+    ttl: int
+    legacy_reads: bool
+    archive: Archive | None
+    bot_config_cache_size: int
+
+
+def safe_url(url: str) -> str:
     """``url`` with its password masked, for error messages."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -60,15 +88,15 @@ class _Store:
 
     def __init__(
         self,
-        codec,
+        codec: Codec,
         *,
-        url,
-        keys=None,
-        ttl=0,
-        legacy_reads=True,
-        archive=None,
-        bot_config_cache_size=256,
-    ):
+        url: str,
+        keys: KeyLayout | None = None,
+        ttl: int = 0,
+        legacy_reads: bool = True,
+        archive: Archive | None = None,
+        bot_config_cache_size: int = 256,
+    ) -> None:
         self.core = StoreCore(
             codec,
             keys=keys or KeyLayout(),
@@ -80,7 +108,7 @@ class _Store:
         self.url = safe_url(url)
         self.archive = archive
 
-    def _failed(self, error, request):
+    def _failed(self, error: redis.RedisError, request: Request) -> StoreError:
         """The store's error for what redis-py raised while ``request`` was sent.
 
         A write whose connection failed after it was sent may have happened: the error says so
@@ -94,19 +122,22 @@ class _Store:
             text = f"Redis at {self.url} is unreachable: {error}"
             if maybe:
                 text += "; the write may have happened: load the conversation before retrying"
-            failure = StoreUnavailable(text)
-            failure.maybe_written = maybe
+            unavailable = StoreUnavailable(text)
+            unavailable.maybe_written = maybe
+            failure: StoreError = unavailable
         else:
-            failure = refused(error, Script("", [self.url], []))
-            failure = failure or StoreError(f"Redis at {self.url} failed: {error}")
+            refusal = refused(error, Script("", [self.url], []))
+            failure = refusal or StoreError(f"Redis at {self.url} failed: {error}")
         failure.__cause__ = error
         return failure
 
-    def _no_archive(self):
+    def _no_archive(self) -> StoreError:
         return StoreError("this store has no archive: archived turns cannot be read")
 
     @staticmethod
-    def _queue(pipe, request):
+    def _queue(
+        pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, request: Command | Script
+    ) -> None:
         if isinstance(request, Script):
             args = (*request.keys, *request.args)
             pipe.evalsha(_SHAS[request.name], len(request.keys), *args)
@@ -117,7 +148,9 @@ class _Store:
 class ConversationStore(_Store):
     """The conversation store on a redis-py client, shared by the threads of a process."""
 
-    def __init__(self, client, codec=None, **store_options):
+    def __init__(
+        self, client: redis.Redis, codec: Codec | None = None, **store_options: Unpack[StoreOptions]
+    ) -> None:
         self.client = client
         pool = client.connection_pool
         pool.set_retry(Retry(NoBackoff(), 0))  # see _failed: a write is never sent twice
@@ -126,11 +159,18 @@ class ConversationStore(_Store):
         super().__init__(codec or Codec(), url=url, **store_options)
 
     @classmethod
-    def from_url(cls, url, codec=None, *, client_options=None, **store_options):
+    def from_url(
+        cls,
+        url: str,
+        codec: Codec | None = None,
+        *,
+        client_options: dict[str, Any] | None = None,
+        **store_options: Unpack[StoreOptions],
+    ) -> Self:
         """A store on a new client of the Redis at ``url`` (``client_options``: redis-py's)."""
         return cls(redis.Redis.from_url(url, **(client_options or {})), codec, **store_options)
 
-    def load(self, conversation_id, window=20):
+    def load(self, conversation_id: str, window: int | None = 20) -> Session | None:
         """The conversation as the robot has always seen it, with the last ``window`` turns.
 
         ``window=None`` returns every turn, archived ones first; the database is read only
@@ -139,7 +179,7 @@ class ConversationStore(_Store):
         """
         return self.run(self.core.load(conversation_id, window))
 
-    def save(self, session):
+    def save(self, session: Session) -> int:
         """Create or replace a whole conversation; returns its new revision.
 
         A dict that ``load`` returned (it carries ``_rev``) is written back as a state update
@@ -147,26 +187,28 @@ class ConversationStore(_Store):
         """
         return self.run(self.core.save(session))
 
-    def append_turns(self, conversation_id, turns):
+    def append_turns(self, conversation_id: str, turns: Iterable[Turn]) -> list[int]:
         """Append turns in O(1) each; returns their sequence numbers."""
         return self.run(self.core.append_turns(conversation_id, turns))
 
-    def update_state(self, conversation_id, changes, expected_rev):
+    def update_state(
+        self, conversation_id: str, changes: Mapping[str, Any], expected_rev: int
+    ) -> int:
         """Apply top-level ``changes`` if the conversation is still at ``expected_rev``.
 
         Returns the new revision; raises StaleRevision when another writer came first.
         """
         return self.run(self.core.update_state(conversation_id, changes, expected_rev))
 
-    def delete(self, conversation_id):
+    def delete(self, conversation_id: str) -> bool:
         """Remove a conversation from Redis; True when there was one."""
         return self.run(self.core.delete(conversation_id))
 
-    def size_breakdown(self, conversation_id):
+    def size_breakdown(self, conversation_id: str) -> SizeBreakdown:
         """Bytes of each part of a conversation as stored (from Redis, nothing decoded)."""
-        return self.run(self.core.size_breakdown(conversation_id))
+        return self.run(breakdown.size_breakdown(self.core, conversation_id))
 
-    def run(self, operation):
+    def run[T](self, operation: Operation[T]) -> T:
         """Drive one of the core's operations to its result; what redis-py raises is thrown
         into it as the store's error (it may carry on: a failed index update is not the
         call's failure)."""
@@ -180,24 +222,25 @@ class ConversationStore(_Store):
                 else:
                     request = operation.send(answer)
         except StopIteration as done:
-            return done.value
+            result: T = done.value
+            return result
         finally:
             # A call that failed half-way ends its spans here, in the context it began in.
             operation.close()
 
-    def ask(self, batch):
+    def ask(self, batch: Batch) -> list[Any]:
         """The checked replies of one batch (core.Command and core.Script), in one round trip."""
         return self.run(ask(batch))
 
-    def send(self, batch):
+    def send(self, batch: Batch) -> list[Any]:
         """The replies of one batch, error replies as values, in one round trip."""
         return self.run(send(batch))
 
-    def raise_for(self, replies, batch):
+    def raise_for(self, replies: list[Any], batch: Batch) -> list[Any]:
         """``replies`` of ``batch``, raising the store's error for the first error among them."""
         return self.run(raise_for(replies, batch))
 
-    def execute(self, request):
+    def execute(self, request: Request) -> list[Any] | Iterable[Turn]:
         """The answer to one request of the core: a batch's replies, or archived turns; what
         redis-py raises is raised as it is (`run` maps it)."""
         if isinstance(request, ArchiveRead):
@@ -222,39 +265,55 @@ class ConversationStore(_Store):
 class AsyncConversationStore(_Store):
     """The conversation store on redis.asyncio, one pooled client per event loop."""
 
-    def __init__(self, url, codec=None, *, client_options=None, **options):
+    def __init__(
+        self,
+        url: str,
+        codec: Codec | None = None,
+        *,
+        client_options: dict[str, Any] | None = None,
+        **options: Unpack[StoreOptions],
+    ) -> None:
         super().__init__(codec or Codec(), url=url, **options)
         self._url, self._client_options = url, client_options or {}
         # A client holds its loop (through its connections), so a weak mapping would never let
         # go: clients of closed loops are dropped whenever a new one is opened.
-        self._clients = {}
+        self._clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
 
     @classmethod
-    def from_url(cls, url, codec=None, **options):
+    def from_url(
+        cls,
+        url: str,
+        codec: Codec | None = None,
+        *,
+        client_options: dict[str, Any] | None = None,
+        **options: Unpack[StoreOptions],
+    ) -> Self:
         """A store on the Redis at ``url``: the same as the constructor, named like the sync
         store's."""
-        return cls(url, codec, **options)
+        return cls(url, codec, client_options=client_options, **options)
 
-    async def load(self, conversation_id, window=20):
+    async def load(self, conversation_id: str, window: int | None = 20) -> Session | None:
         return await self.run(self.core.load(conversation_id, window))
 
-    async def save(self, session):
+    async def save(self, session: Session) -> int:
         return await self.run(self.core.save(session))
 
-    async def append_turns(self, conversation_id, turns):
+    async def append_turns(self, conversation_id: str, turns: Iterable[Turn]) -> list[int]:
         return await self.run(self.core.append_turns(conversation_id, turns))
 
-    async def update_state(self, conversation_id, changes, expected_rev):
+    async def update_state(
+        self, conversation_id: str, changes: Mapping[str, Any], expected_rev: int
+    ) -> int:
         return await self.run(self.core.update_state(conversation_id, changes, expected_rev))
 
-    async def delete(self, conversation_id):
+    async def delete(self, conversation_id: str) -> bool:
         return await self.run(self.core.delete(conversation_id))
 
-    async def size_breakdown(self, conversation_id):
-        return await self.run(self.core.size_breakdown(conversation_id))
+    async def size_breakdown(self, conversation_id: str) -> SizeBreakdown:
+        return await self.run(breakdown.size_breakdown(self.core, conversation_id))
 
     @property
-    def client(self):
+    def client(self) -> redis.asyncio.Redis:
         """This event loop's client, opened on first use.
 
         Its pool waits for a free connection (up to the socket timeout) rather than failing a
@@ -273,13 +332,13 @@ class AsyncConversationStore(_Store):
             client = self._clients[loop] = redis.asyncio.Redis(connection_pool=pool)
         return client
 
-    async def aclose(self):
+    async def aclose(self) -> None:
         """Close this event loop's client; the next call opens a new one."""
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose(close_connection_pool=True)
 
-    async def run(self, operation):
+    async def run[T](self, operation: Operation[T]) -> T:
         try:
             request = next(operation)
             while True:
@@ -290,11 +349,12 @@ class AsyncConversationStore(_Store):
                 else:
                     request = operation.send(answer)
         except StopIteration as done:
-            return done.value
+            result: T = done.value
+            return result
         finally:
             operation.close()
 
-    async def execute(self, request):
+    async def execute(self, request: Request) -> list[Any] | Iterable[Turn]:
         if isinstance(request, ArchiveRead):
             if self.archive is None:
                 raise self._no_archive()

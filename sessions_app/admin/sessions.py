@@ -1,5 +1,5 @@
-"""The sessions admin: a size dashboard, a list and a detail page over Redis, a load profile, and
-confirm-then-POST actions (trim, compact, delete, restore); the archive, read-only.
+"""The sessions in Redis in the admin: a size dashboard, a list and a detail page, a load
+profile, and confirm-then-POST actions (trim, compact, delete, restore).
 
 Every view calls one selector or service; pages read Redis through the index ZSETs.
 """
@@ -8,49 +8,26 @@ from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
-from sessions_app import actions, charts, forms, profiling, selectors, tasks
+from sessions_app import actions, charts, forms, jobs, profiling, selectors, tasks
+from sessions_app.admin.common import describe, log_change
+from sessions_app.admin.links import ListLinks
 from sessions_app.compaction import CompactionPolicy
-from sessions_app.models import ArchivedSession, ArchivedTurn, ConversationSession
+from sessions_app.models import ConversationSession
 from sessions_app.store import SessionNotFound, StoreError
 
 TEMPLATES = "admin/sessions_app/conversationsession"
-ACTION_WORDS = {
-    "trimmed": gettext_lazy("trimmed"),
-    "re-encoded": gettext_lazy("re-encoded"),
-    "unchanged": gettext_lazy("unchanged"),
-    "archived": gettext_lazy("archived"),
-    "migrated": gettext_lazy("migrated"),
-    "deleted": gettext_lazy("deleted"),
-    "restored": gettext_lazy("restored"),
-}
 
 # The admin index links to the dashboard (a documented AdminSite attribute; no custom site).
 admin.site.index_template = "admin/sessions_app/index.html"
-
-
-def describe(change):
-    """What an action did, for the operator: "…kept 50 turns, archived 312, 1.2 MB → 80 KB"."""
-    done = ", ".join(str(ACTION_WORDS.get(w, w)) for w in change.action.split(", "))
-    return _(
-        "%(id)s: %(done)s; kept %(kept)s turns, archived %(archived)s, %(before)s → %(after)s"
-    ) % {
-        "id": change.conversation_id,
-        "done": done,
-        "kept": change.turns_kept,
-        "archived": change.turns_archived,
-        "before": filesizeformat(change.bytes_before),
-        "after": filesizeformat(change.bytes_after),
-    }
 
 
 @admin.register(ConversationSession)
@@ -69,6 +46,10 @@ class ConversationSessionAdmin(admin.ModelAdmin):
     def has_compact_permission(self, request):
         return request.user.has_perm("sessions_app.compact_conversationsession")
 
+    def has_restore_permission(self, request):
+        # Restoring is the archive's permission: it is the archived session that goes back.
+        return request.user.has_perm("sessions_app.restore_archivedsession")
+
     def get_queryset(self, request):
         return ConversationSession.objects.none()  # no table: the sessions are in Redis
 
@@ -86,6 +67,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             path("<path:object_id>/trim/", view(self.trim_view), name=f"{name}_trim"),
             path("<path:object_id>/compact/", view(self.compact_view), name=f"{name}_compact"),
             path("<path:object_id>/profile/", view(self.profile_view), name=f"{name}_profile"),
+            path("<path:object_id>/restore/", view(self.restore_view), name=f"{name}_restore"),
             *super().get_urls(),  # list, change (the detail), delete and history: below
         ]
 
@@ -94,6 +76,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
     def dashboard_view(self, request):
         self._require(request, self.has_view_permission)
         data = selectors.dashboard(CompactionPolicy.from_settings())
+        queued = request.GET.get("task", "")
         return self._render(
             request,
             "dashboard.html",
@@ -102,6 +85,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             histogram=charts.histogram(data.histogram),
             policy=CompactionPolicy.from_settings(),
             can_compact=self.has_compact_permission(request),
+            queued=queued and jobs.queued_task(queued),
             health=data,
         )
 
@@ -116,7 +100,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             page=page,
             query=query,
             actions=self._bulk_actions(request),
-            links=_ListLinks(request, query, page),
+            links=ListLinks(request, query, page),
             health=page,
         )
 
@@ -126,9 +110,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
         try:
             detail = selectors.session_detail(cid)
         except SessionNotFound:
-            raise Http404(
-                _("No conversation %(id)s in Redis or the archive.") % {"id": cid}
-            ) from None
+            return self._missing(request, cid)
         return self._render(
             request,
             "detail.html",
@@ -140,6 +122,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             can_trim=self.has_trim_permission(request),
             can_compact=self.has_compact_permission(request),
             can_delete=self.has_delete_permission(request),
+            can_restore=self.has_restore_permission(request),
             health=detail,
         )
 
@@ -152,7 +135,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             try:
                 result = profiling.profile_load(cid, **form.cleaned_data)
             except SessionNotFound:
-                raise Http404(cid) from None
+                return self._missing(request, cid)
             except StoreError as e:
                 error = str(e)
         return self._render(
@@ -179,15 +162,28 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             form_class=forms.TrimForm,
             initial={"keep": policy.keep_turns, "pinned": policy.pinned},
             run=actions.trim_session,
+            show=lambda cid: {"size": selectors.session_size(cid), "policy": policy},
         )
 
     def compact_view(self, request, object_id):
+        policy = CompactionPolicy.from_settings()
         return self._act(
             request,
             object_id,
             permission=self.has_compact_permission,
             title=_("Compact"),
             run=actions.compact_one_session,
+            show=lambda cid: {"plan": selectors.compaction_plan(policy, [cid]), "policy": policy},
+        )
+
+    def restore_view(self, request, object_id):
+        incarnation = request.POST.get("incarnation") or None
+        return self._act(
+            request,
+            object_id,
+            permission=self.has_restore_permission,
+            title=_("Restore to Redis"),
+            run=lambda cid: actions.restore_archived(cid, incarnation),
         )
 
     def delete_view(self, request, object_id, extra_context=None):
@@ -211,8 +207,17 @@ class ConversationSessionAdmin(admin.ModelAdmin):
                 % {"id": queued.id},
                 messages.SUCCESS,
             )
-            return HttpResponseRedirect(self._url("dashboard"))
-        return self._render(request, "confirm.html", _("Compact oversized sessions now"))
+            return HttpResponseRedirect(
+                self._url("dashboard") + "?" + urlencode({"task": queued.id})
+            )
+        policy = CompactionPolicy.from_settings()
+        return self._render(
+            request,
+            "confirm.html",
+            _("Compact oversized sessions now"),
+            plan=selectors.compaction_plan(policy),
+            policy=policy,
+        )
 
     def bulk_view(self, request):
         if request.method != "POST":
@@ -255,7 +260,14 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             if done and options.get("flag") == DELETION:
                 return HttpResponseRedirect(self._url("changelist"))
             return HttpResponseRedirect(self._url("change", cid))
-        return self._render(request, "confirm.html", title, cid=cid, form=form)
+        shown = options["show"](cid) if "show" in options else {}
+        return self._render(request, "confirm.html", title, cid=cid, form=form, **shown)
+
+    def _missing(self, request, cid):
+        """A conversation neither Redis nor the archive knows: back to the list, saying so."""
+        message = _("No conversation %(id)s in Redis or the archive.") % {"id": cid}
+        self.message_user(request, message, messages.ERROR)
+        return HttpResponseRedirect(self._url("changelist"))
 
     def _run(self, request, cid, run, data, flag):
         """Run one action on one session: log it and tell the operator; False when it failed."""
@@ -268,7 +280,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             self.message_user(request, f"{cid}: {e}", messages.ERROR)
             return False
         message = describe(change)
-        _log(request, cid, flag, message)
+        log_change(request, cid, flag, message)
         self.message_user(request, message, messages.SUCCESS)
         return True
 
@@ -299,55 +311,6 @@ class ConversationSessionAdmin(admin.ModelAdmin):
         return TemplateResponse(request, f"{TEMPLATES}/{template}", context)
 
 
-class _ListLinks:
-    """The list's sort, filter and page links: each keeps the rest of the query."""
-
-    def __init__(self, request, query, page):
-        self.params = request.GET.copy()
-        self.query, self.page = query, page
-
-    def with_(self, **changes):
-        """This query with ``changes`` (None drops a key); any change but a page goes to page 1."""
-        params = {k: v for k, v in self.params.items() if k != "p" or "p" in changes}
-        params.update(changes)
-        return "?" + urlencode(sorted((k, v) for k, v in params.items() if v not in (None, "")))
-
-    def _sort(self, name):
-        descending = not (self.query.sort == name and self.query.descending)
-        return self.with_(sort=name, order="desc" if descending else "asc")
-
-    @property
-    def sort_size(self):
-        return self._sort("size")
-
-    @property
-    def sort_turns(self):
-        return self._sort("turns")
-
-    @property
-    def sort_seen(self):
-        return self._sort("seen")
-
-    @property
-    def oversized(self):
-        return self.with_(oversized=None if self.query.oversized else "1")
-
-    @property
-    def bots(self):
-        """(bot total, link, selected) per bot_config the census counted."""
-        counted = self.page.census.bots if self.page.census else []
-        return [(b, self.with_(bot=b.digest or None), b.digest == self.query.bot) for b in counted]
-
-    @property
-    def all_bots(self):
-        return self.with_(bot=None)
-
-    def pages(self):
-        """Page numbers to link: the first, the last, and two either side of this one."""
-        shown = {1, self.page.pages, *range(self.page.page - 2, self.page.page + 3)}
-        return [(n, self.with_(p=n)) for n in sorted(shown) if 1 <= n <= self.page.pages]
-
-
 def _posted(request):
     # A confirm page may post no field at all (an unticked "discard"): still a bound form.
     return request.POST if request.method == "POST" else None
@@ -357,10 +320,18 @@ def _part_rows(parts):
     rows = [(_("history (turns list)"), parts.history, 0, _("%(n)s turns") % {"n": parts.turns})]
     note = _("%(plain)s as one JSON document") % {"plain": filesizeformat(parts.state_plain)}
     rows.append((_("state, as stored"), parts.state_stored, 0, note))
+    # A key's stored size may be compressed; the keys of record have no stored size of their
+    # own: each row says which it is.
     for key, size in parts.state_keys:
-        rows.append((key, size, 1, ""))
+        raw = parts.state_keys_raw.get(key, size)
+        note = (
+            _("stored, compressed; %(raw)s as JSON") % {"raw": filesizeformat(raw)}
+            if raw != size
+            else _("stored, as JSON")
+        )
+        rows.append((key, size, 1, note))
         if key == "record":
-            rows += [(f"record.{k}", n, 2, "") for k, n in parts.record_keys]
+            rows += [(f"record.{k}", n, 2, _("as JSON")) for k, n in parts.record_keys]
     rows.append((_("bot_config (shared)"), parts.bot_config, 0, ""))
     return rows
 
@@ -379,84 +350,3 @@ def _archive_url(model, cid):
         + "?"
         + urlencode({"conversation_id": cid})
     )
-
-
-def _log(request, cid, flag, message):
-    LogEntry.objects.log_actions(
-        user_id=request.user.pk,
-        queryset=[ConversationSession(conversation_id=cid)],
-        action_flag=flag,
-        change_message=message,
-        single_object=True,
-    )
-
-
-# --- the archive: read-only, turns never leave it through the admin ----------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    show_full_result_count = False  # no COUNT(*) over millions of archived turns
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # the archive is the only copy of what left Redis
-
-
-@admin.register(ArchivedTurn)
-class ArchivedTurnAdmin(ReadOnlyAdmin):
-    list_display = ("conversation_id", "incarnation", "seq", "role", "turned_at", "archived_at")
-    list_filter = ("role",)
-    search_fields = ("=conversation_id",)
-
-
-@admin.register(ArchivedSession)
-class ArchivedSessionAdmin(ReadOnlyAdmin):
-    list_display = (
-        "conversation_id",
-        "incarnation",
-        "bot_id",
-        "size",
-        "next_seq",
-        "last_seen_at",
-        "archived_at",
-    )
-    search_fields = ("=conversation_id", "bot_id")
-    actions = ("restore_selected",)
-
-    @admin.display(description=gettext_lazy("size"), ordering="bytes")
-    def size(self, row):
-        return filesizeformat(row.bytes)
-
-    def has_restore_permission(self, request):
-        return request.user.has_perm("sessions_app.restore_archivedsession")
-
-    @admin.action(
-        description=gettext_lazy("Restore the selected sessions to Redis"), permissions=["restore"]
-    )
-    def restore_selected(self, request, queryset):
-        if request.POST.get("post") != "yes":
-            context = {
-                **self.admin_site.each_context(request),
-                "title": _("Restore to Redis"),
-                "opts": self.opts,
-                "rows": queryset,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            }
-            return TemplateResponse(
-                request, "admin/sessions_app/archivedsession/restore_confirm.html", context
-            )
-        for cid, incarnation in queryset.values_list("conversation_id", "incarnation"):
-            try:
-                change = actions.restore_archived(cid, incarnation)
-            except StoreError as e:
-                self.message_user(request, f"{cid}: {e}", messages.ERROR)
-                continue
-            message = describe(change)
-            _log(request, cid, CHANGE, message)
-            self.message_user(request, message, messages.SUCCESS)
-        return None
