@@ -112,10 +112,6 @@ def test_more_concurrent_loads_than_connections_wait_for_one(store, settings):
 OVERLOAD_LOADS = 1_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the async store still reports an exhausted pool as Redis being unreachable",
-)
 def test_an_exhausted_pool_fails_as_overload_never_as_unreachable(store):
     session = make_session(0, steps=300, turns=1_000, prefix="overload-")
     store.save(session)
