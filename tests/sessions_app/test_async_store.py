@@ -9,9 +9,11 @@ import threading
 from pathlib import Path
 
 import orjson
+import pytest
 from django.conf import settings
 
-from sessions_app.store import get_store
+from sessions_app.demo import make_session
+from sessions_app.store import AsyncConversationStore, StoreUnavailable, get_store
 from tests.sessions_app.factories import save_session
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +105,44 @@ def test_more_concurrent_loads_than_connections_wait_for_one(store, settings):
             await async_store.aclose()
 
     assert [loaded["_turns"] for loaded in asyncio.run(main())] == [30] * 80
+
+
+# Loads of a 1 MB session decode for a millisecond or more each, all in one event loop: a
+# thousand of them keep two connections busy for well over the pool's 0.2 s wait.
+OVERLOAD_LOADS = 1_000
+
+
+def test_an_exhausted_pool_fails_as_overload_never_as_unreachable(store):
+    session = make_session(0, steps=300, turns=1_000, prefix="overload-")
+    store.save(session)
+    cid = session["conversation_id"]
+    url = settings.CACHES["sessions"]["LOCATION"]
+    tiny = {"max_connections": 2, "socket_timeout": 0.2}
+    async_store = AsyncConversationStore(url, store.codec, keys=store.keys, client_options=tiny)
+
+    async def main():
+        try:
+            loads = (async_store.load(cid, window=20) for _ in range(OVERLOAD_LOADS))
+            return await asyncio.gather(*loads, return_exceptions=True)
+        finally:
+            await async_store.aclose()
+
+    results = asyncio.run(main())
+    failures = [r for r in results if isinstance(r, BaseException)]
+    loaded = [r for r in results if not isinstance(r, BaseException)]
+    assert failures, "the pool never ran out: more loads, or a bigger session"
+    assert loaded
+    assert all(r["_turns"] == 1_000 for r in loaded)
+    # A 503 still (a kind of StoreUnavailable), but one that says what happened and by how
+    # much: nothing was sent, so nothing may have been written.
+    assert {type(f).__name__ for f in failures} <= {"StoreOverloaded"}
+    for failure in failures:
+        assert isinstance(failure, StoreUnavailable)
+        assert not failure.maybe_written
+        assert "unreachable" not in str(failure)
+    overload = r"overloaded: the pool of 2 connections .* exhausted for \d+\.\d\d s \(.* 0\.2 s\)"
+    with pytest.raises(StoreUnavailable, match=overload):
+        raise failures[0]
 
 
 def test_threads_sharing_one_store_never_trip_over_its_caches(store):

@@ -16,6 +16,7 @@ from convstore.exceptions import (
     StaleRevision,
     StoreError,
     StoreFull,
+    StoreOverloaded,
     StoreUnavailable,
 )
 from convstore.keys import LAYOUT_VERSION, KeyLayout
@@ -42,6 +43,7 @@ __all__ = [
     "StaleRevision",
     "StoreError",
     "StoreFull",
+    "StoreOverloaded",
     "StoreUnavailable",
     "__version__",
     "add_observer",

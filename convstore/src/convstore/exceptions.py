@@ -46,6 +46,10 @@ class StoreUnavailable(StoreError):
     """True when a write was sent and its answer lost: it may have happened."""
 
 
+class StoreOverloaded(StoreUnavailable):
+    """Every pooled connection stayed busy past the pool's wait: nothing was sent."""
+
+
 class StoreFull(StoreUnavailable):
     """Redis is out of memory (``maxmemory`` with ``noeviction``) and refused the write."""
 

@@ -8,6 +8,7 @@ redis.asyncio (the asyncio robot), one client per event loop.
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Self, TypedDict, Unpack
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,7 @@ from convstore.exceptions import (
     SessionNotFound,
     StaleRevision,
     StoreError,
+    StoreOverloaded,
     StoreUnavailable,
 )
 from convstore.keys import KeyLayout
@@ -83,6 +85,31 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class PoolExhausted(redis.ConnectionError):
+    """No pooled connection came free within the pool's wait; no request was sent."""
+
+    def __init__(self, size: int, waited: float, limit: float | None) -> None:
+        super().__init__(f"no connection of {size} came free in {waited:.2f} s")
+        self.size, self.waited, self.limit = size, waited, limit
+
+
+class _BlockingPool(redis.asyncio.BlockingConnectionPool):
+    """redis.asyncio's blocking pool, telling an exhausted pool from an unreachable Redis."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except redis.ConnectionError as e:
+            # Its wait timed out: redis.asyncio raises ConnectionError("No connection
+            # available.") from the asyncio TimeoutError; a failed connect has another cause.
+            if not isinstance(e.__cause__, TimeoutError):
+                raise
+            raise PoolExhausted(
+                self.max_connections, time.monotonic() - started, self.timeout
+            ) from e
+
+
 class _Store:
     """What both stores share: the core and its options, and how a request is queued."""
 
@@ -116,7 +143,14 @@ class _Store:
         retries are off for the same reason: resending a write that timed out would apply it
         twice.
         """
-        if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        failure: StoreError
+        if isinstance(error, PoolExhausted):
+            failure = StoreOverloaded(
+                f"overloaded: the pool of {error.size} connections to Redis at {self.url} stayed "
+                f"exhausted for {error.waited:.2f} s (it waits at most {error.limit} s); "
+                "nothing was sent: retry later, or give the pool more connections"
+            )
+        elif isinstance(error, redis.ConnectionError | redis.TimeoutError):
             sent = "connecting to" not in str(error)
             maybe = sent and isinstance(request, list) and writes(request)
             text = f"Redis at {self.url} is unreachable: {error}"
@@ -124,7 +158,7 @@ class _Store:
                 text += "; the write may have happened: load the conversation before retrying"
             unavailable = StoreUnavailable(text)
             unavailable.maybe_written = maybe
-            failure: StoreError = unavailable
+            failure = unavailable
         else:
             refusal = refused(error, Script("", [self.url], []))
             failure = refusal or StoreError(f"Redis at {self.url} failed: {error}")
@@ -326,7 +360,7 @@ class AsyncConversationStore(_Store):
                 del self._clients[closed]
             # See _failed: a write is never sent twice, whatever the options ask.
             options = {**self._client_options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
+            pool = _BlockingPool.from_url(
                 self._url, timeout=options.get("socket_timeout") or 5, **options
             )
             client = self._clients[loop] = redis.asyncio.Redis(connection_pool=pool)
