@@ -12,10 +12,11 @@ import orjson
 import pyzstd
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 from django_redis.compressors.base import BaseCompressor
 
 from benchmarks.timing import measure_rounds, summary
-from convstore.codec import ZSTD_MAGIC
+from convstore.codec import ZSTD_MAGIC, Codec, JsonSerializer
 from convstore.exceptions import CodecError
 from convstore.keys import STATE_PREFIX, KeyLayout
 from sessions_app.demo import make_session
@@ -92,6 +93,13 @@ def candidates(zstd_dict):
     )
 
 
+def codec_of(options):
+    """The store's codec with the compressor ``options`` name: the library's where it wraps one
+    (our lz4), else the django-redis compressor itself (it has the same two calls)."""
+    compressor = import_string(options["COMPRESSOR"])(options=options)
+    return Codec(JsonSerializer(), getattr(compressor, "codec", compressor))
+
+
 def train_dict():
     """A zstd dictionary trained on the state values and turns of other demo sessions."""
     samples = []
@@ -108,11 +116,11 @@ def train_dict():
 def run():
     options = settings.CACHES[settings.ROBOTPERF_STORE["CACHE_ALIAS"]]["OPTIONS"]
     zstd_dict, sampled = train_dict()
-    cache = get_store().cache
+    client = get_store().client
     # A key prefix per codec: each keeps its own copy of the session.
     stores = {
         name: ConversationStore(
-            cache, {**options, **changed}, keys=KeyLayout(prefix=f"{PREFIX}{i}")
+            client, codec_of({**options, **changed}), keys=KeyLayout(prefix=f"{PREFIX}{i}")
         )
         for i, (name, changed) in enumerate(candidates(zstd_dict))
     }

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 import orjson
 import redis.asyncio.connection
 import redis.connection
-from django.conf import settings
 
 from convstore import keys as fields
 from convstore import scripts
@@ -176,11 +175,10 @@ def round_trips(store, cid, turn):
     updates = Updates(store, cid)
     record, _ = updates.of("record", updates.records())
     status, _ = updates.of("status", STATUSES)
-    options = settings.CACHES[settings.ROBOTPERF_STORE["CACHE_ALIAS"]]["OPTIONS"]
     statuses = itertools.cycle(STATUSES)
 
     def cold_status():
-        cold = ConversationStore(store.cache, options, keys=store.keys)
+        cold = ConversationStore(store.client, store.codec, keys=store.keys)
         updates.rev = cold.update_state(cid, {"status": next(statuses)}, updates.rev)
 
     operations = (
