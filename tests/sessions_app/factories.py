@@ -40,3 +40,15 @@ def stored_bytes(client, store, cid):
     names = [n for n in client.hkeys(state_key) if n.startswith(keys.STATE_PREFIX.encode())]
     state = sum(client.hstrlen(state_key, name) for name in names)
     return state + sum(map(len, client.lrange(store.keys.turns(cid), 0, -1)))
+
+
+def redis_contents(client, match="*"):
+    """Every key matching ``match`` with its contents, read by type (DUMP bytes of a hash depend
+    on its rehash state), for "nothing changed" checks."""
+    read = {
+        b"hash": client.hgetall,
+        b"list": lambda key: client.lrange(key, 0, -1),
+        b"string": client.get,
+        b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+    }
+    return {key: read[client.type(key)](key) for key in client.scan_iter(match)}

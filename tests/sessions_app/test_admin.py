@@ -90,10 +90,9 @@ def test_anonymous_users_are_sent_to_the_login_page(client):
             assert response["Location"].startswith(reverse("admin:login")), address
 
 
-@pytest.mark.usefixtures("sessions")
-def test_staff_without_permissions_get_403_and_nothing_changes(client, staff, store):
-    turns = store.client.llen(store.keys.turns(BIG))
-    posts = {
+def action_posts():
+    """{address: form} of every POST that changes a session."""
+    return {
         url("trim", BIG): {"keep": 1, "pinned": 0},
         url("compact", BIG): {},
         url("delete", BIG): {"discard": "on"},
@@ -101,6 +100,12 @@ def test_staff_without_permissions_get_403_and_nothing_changes(client, staff, st
         url("bulk"): {"action": "delete", "_selected_action": [BIG], "confirm": "yes"},
         url("profile", BIG): {"runs": 1, "window": 1},
     }
+
+
+@pytest.mark.usefixtures("sessions")
+def test_staff_without_permissions_get_403_and_nothing_changes(client, staff, store):
+    turns = store.client.llen(store.keys.turns(BIG))
+    posts = action_posts()
     for address, data in posts.items():
         assert client.post(address, data).status_code == 403, address
     for address in page_urls()[1:13]:
@@ -545,14 +550,7 @@ def test_every_action_refuses_a_post_without_a_csrf_token(csrf_client, store):
         key: store.client.lrange(key, 0, -1) if key.endswith("turns") else store.client.hgetall(key)
         for key in (store.keys.state(BIG), store.keys.turns(BIG))
     }
-    posts = {
-        url("trim", BIG): {"keep": 1, "pinned": 0},
-        url("compact", BIG): {},
-        url("delete", BIG): {"discard": "on"},
-        url("compact_now"): {},
-        url("bulk"): {"action": "delete", "_selected_action": [BIG], "confirm": "yes"},
-        url("profile", BIG): {"runs": 1, "window": 1},
-    }
+    posts = action_posts()
     for address, data in posts.items():
         response = csrf_client.post(address, data)
         assert response.status_code == 403, address

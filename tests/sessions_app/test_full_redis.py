@@ -13,7 +13,7 @@ from sessions_app.compaction import CompactionPolicy
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import compact_oversized, compact_session, trim_history
 from sessions_app.store import get_store
-from tests.sessions_app.factories import make_turn, save_session
+from tests.sessions_app.factories import make_turn, redis_contents, save_session
 from tests.sessions_app.stores import store_of_kind
 
 pytestmark = pytest.mark.django_db
@@ -45,14 +45,7 @@ def full_store(request, full_redis):
 
 def everything(client):
     """Every key of the store, with its contents and the indexes' scores."""
-    read = {
-        b"hash": client.hgetall,
-        b"list": lambda key: client.lrange(key, 0, -1),
-        b"string": client.get,
-        b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
-    }
-    keys = [key for key in client.scan_iter("rp:*")]
-    return {key: read[client.type(key)](key) for key in keys}
+    return redis_contents(client, "rp:*")
 
 
 WRITES = {

@@ -33,7 +33,7 @@ from sessions_app.store import (
     StoreUnavailable,
     get_store,
 )
-from tests.sessions_app.factories import make_turn, save_session, stored_bytes
+from tests.sessions_app.factories import make_turn, redis_contents, save_session, stored_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -55,17 +55,6 @@ def archived_seqs(cid):
 
 def state(store, cid):
     return store.client.hgetall(store.keys.state(cid))
-
-
-def snapshot_redis(client):
-    """Every key's contents (DUMP bytes of a hash depend on its rehash state)."""
-    read = {
-        b"hash": client.hgetall,
-        b"list": lambda key: client.lrange(key, 0, -1),
-        b"string": client.get,
-        b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
-    }
-    return {key: read[client.type(key)](key) for key in client.scan_iter()}
 
 
 # --- trim_history -------------------------------------------------------------------------
@@ -277,11 +266,11 @@ def test_dry_run_changes_nothing_and_reports_what_a_run_would_do(store, redis_cl
     save_session(store, "long-2", turns=40)
     save_session(store, "small", turns=3)
     redis_client.zadd(store.keys.index_bytes, {"ghost": 10})
-    before = snapshot_redis(redis_client)
+    before = redis_contents(redis_client)
 
     dry = plan_compaction(policy())
 
-    assert snapshot_redis(redis_client) == before
+    assert redis_contents(redis_client) == before
     assert ArchivedTurn.objects.count() == 0
     real = compact_oversized(policy())
     assert dry.dry_run
@@ -325,7 +314,7 @@ def test_a_corrupt_session_is_skipped_reported_and_left_alone(store):
     save_session(store, "bad", turns=30)
     store.client.hset(store.keys.state("bad"), "doc", b"\x28\xb5\x2f\xfd garbage")
     store.client.lset(store.keys.turns("bad"), 2, b"2|[broken")
-    before = snapshot_redis(store.client)
+    before = redis_contents(store.client)
 
     report = compact_oversized(policy())
 
@@ -333,7 +322,7 @@ def test_a_corrupt_session_is_skipped_reported_and_left_alone(store):
     assert [s["conversation_id"] for s in report.skipped] == ["bad"]
     assert "corrupt" in report.skipped[0]["reason"]
     bad_keys = (store.keys.state("bad"), store.keys.turns("bad"))
-    after = snapshot_redis(store.client)
+    after = redis_contents(store.client)
     assert {k: after[k.encode()] for k in bad_keys} == {k: before[k.encode()] for k in bad_keys}
     assert not ArchivedTurn.objects.filter(conversation_id="bad").exists()
 
@@ -594,7 +583,7 @@ def test_wrong_typed_sessions_are_reported_and_the_others_compacted(store, redis
     redis_client.set(store.keys.state("as-string"), b"oops")
     redis_client.delete(store.keys.turns("as-hash"))
     redis_client.hset(store.keys.turns("as-hash"), "oops", 1)
-    before = snapshot_redis(redis_client)
+    before = redis_contents(redis_client)
 
     report = compact_oversized(policy())
 
@@ -604,7 +593,7 @@ def test_wrong_typed_sessions_are_reported_and_the_others_compacted(store, redis
         "as-string": store.keys.state("as-string"),
         "as-hash": store.keys.turns("as-hash"),
     }
-    after = snapshot_redis(redis_client)
+    after = redis_contents(redis_client)
     for key in (store.keys.state("as-string"), store.keys.turns("as-hash")):
         assert after[key.encode()] == before[key.encode()]
     assert report.pruned == 0, "a corrupt session is not a stale index entry"

@@ -24,7 +24,7 @@ from sessions_app.store import (
     get_store,
 )
 from tests.redis_servers import free_port
-from tests.sessions_app.factories import stored_bytes
+from tests.sessions_app.factories import redis_contents, stored_bytes
 from tests.sessions_app.stores import store_of_kind
 
 
@@ -427,15 +427,9 @@ STATE, TURNS = "rp:conv:{c1}:state", "rp:conv:{c1}:turns"
 def every_key(client):
     """Every key's contents but the last-write times and the shared bot_configs: a refused
     write still counts as activity, and may have stored its (content-addressed) bot_config."""
-    read = {
-        b"hash": client.hgetall,
-        b"list": lambda key: client.lrange(key, 0, -1),
-        b"string": client.get,
-        b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
-    }
     return {
-        key: read[client.type(key)](key)
-        for key in client.scan_iter()
+        key: value
+        for key, value in redis_contents(client).items()
         if key != b"rp:idx:seen" and not key.startswith(b"rp:botcfg:")
     }
 

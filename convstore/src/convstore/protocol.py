@@ -114,18 +114,18 @@ def writes(batch: Batch) -> bool:
     )
 
 
-def refused(error: Exception, request: Command | Script) -> StoreError | None:
+def refused(error: Exception, what: str) -> StoreError | None:
     """The store's error for an error reply that is about Redis, not the data: StoreFull when
-    it is out of memory, StoreUnavailable when it cannot serve now; None for the others."""
+    it is out of memory, StoreUnavailable when it cannot serve now; None for the others.
+    ``what`` names the refused request in the message."""
     kind = type(error).__name__
-    where = key_of(request)
     if kind == "OutOfMemoryError" or str(error).startswith("OOM"):
         return StoreFull(
-            f"Redis is full (maxmemory reached) and refused {request.name} on {where!r}; "
+            f"Redis is full (maxmemory reached) and refused {what}; "
             "nothing was written. Trim, compact or delete sessions, or raise maxmemory"
         )
     if kind in UNAVAILABLE_REPLIES or str(error).startswith(UNAVAILABLE_CODES):
-        return StoreUnavailable(f"Redis cannot serve {request.name} on {where!r} now: {error}")
+        return StoreUnavailable(f"Redis cannot serve {what} now: {error}")
     return None
 
 
@@ -166,7 +166,7 @@ def raise_for(replies: list[Any], batch: Batch) -> Operation[list[Any]]:
     for reply, request in zip(replies, batch, strict=True):
         if not isinstance(reply, Exception):
             continue
-        if (error := refused(reply, request)) is not None:
+        if (error := refused(reply, f"{request.name} on {key_of(request)!r}")) is not None:
             raise error
         if isinstance(request, Script):
             raise script_error(reply, request.keys)

@@ -160,7 +160,7 @@ class _Store:
             unavailable.maybe_written = maybe
             failure = unavailable
         else:
-            refusal = refused(error, Script("", [self.url], []))
+            refusal = refused(error, f"a request to Redis at {self.url}")
             failure = refusal or StoreError(f"Redis at {self.url} failed: {error}")
         failure.__cause__ = error
         return failure
