@@ -7,6 +7,10 @@ VAR := var
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 export CONVSTORE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
+# The archive's and compaction's tests run again on this PostgreSQL (empty: not at all).
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+POSTGRES_TESTS := $(addprefix tests/sessions_app/,test_archive.py test_services.py \
+	test_services_concurrency.py test_incarnations.py test_maintenance.py)
 export PHONEME_URL ?= http://127.0.0.1:8001
 # A throwaway Redis is recorded as started by this make (its pid), which stops only those.
 MAKE_ID := $(shell echo $$PPID)
@@ -16,7 +20,7 @@ ENSURE_REDIS := python3 scripts/ensure_redis.py --owner $(MAKE_ID)
 with_redis = trap '$(ENSURE_REDIS) --stop $(VAR)' EXIT; \
 	$(MAKE) --no-print-directory setup MAKE_ID=$(MAKE_ID) && $(1)
 
-.PHONY: run serve serve-env test bench lint format setup venv system redis redis-stop migrate clean
+.PHONY: run serve serve-env test test-postgres bench lint format setup venv system redis redis-stop migrate clean
 
 $(VENV)/.installed: requirements.txt convstore/pyproject.toml
 	test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
@@ -77,10 +81,20 @@ serve-env:
 		echo '  export API_TOKEN="$$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")"' >&2; \
 		exit 1; fi
 
-# The project's suite, then the library's own (plain pytest, no Django).
+# The project's suite, its archive tests on PostgreSQL, then the library's own (plain pytest,
+# no Django).
 test: venv
 	$(call with_redis,$(MAKE) --no-print-directory lint && $(PY) -m pytest \
+		&& $(MAKE) --no-print-directory test-postgres \
 		&& cd convstore && ../$(PY) -m pytest)
+
+# The archive and compaction against PostgreSQL, the production database (COPY, its errors);
+# skipped, saying so, when none answers at TEST_POSTGRES_URL.
+test-postgres: venv
+	@if [ -n "$(TEST_POSTGRES_URL)" ] && $(PY) -c 'import sys, psycopg; \
+		psycopg.connect(sys.argv[1], connect_timeout=2).close()' "$(TEST_POSTGRES_URL)" 2>/dev/null; \
+	then DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest $(POSTGRES_TESTS); \
+	else echo "test-postgres: no PostgreSQL at TEST_POSTGRES_URL; its run is skipped"; fi
 
 bench: venv
 	$(call with_redis,$(PY) -m benchmarks)

@@ -5,6 +5,7 @@ never releases a lock that another run took after its own expired.
 """
 
 import logging
+import secrets
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -59,6 +60,9 @@ class RunLock(Lock):
             raise _unavailable(self.redis, e) from e
 
 
+RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+
+
 def _unavailable(client, error):
     kwargs = client.connection_pool.connection_kwargs
     where = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
@@ -95,3 +99,36 @@ def exclusive(name, *, timeout, wait=0):
         except (LockError, ConnectionError, TimeoutError):
             # An expired lock, or a Redis gone: the run's own outcome is what to report.
             log.warning("lock %s expired before the run ended; another run may overlap", name)
+
+
+@contextmanager
+def exclusive_each(names, *, timeout):
+    """Hold each lock of ``names`` that no one else holds, all taken in one round trip and
+    released in another; yields the set of names held (the others' holders are not waited for).
+
+    The same locks as `exclusive`'s: a run holding one of them here keeps out an `exclusive`
+    of the same name, and the other way round.
+    """
+    config = settings.ROBOTPERF_LOCKS
+    client = get_redis_connection(config["CACHE_ALIAS"])
+    acquire, release = client.register_script(RunLock.ACQUIRE), client.register_script(RELEASE)
+    tokens = {name: secrets.token_hex(16) for name in names}
+    keys = {name: config["KEY_PREFIX"] + name for name in names}
+    try:
+        pipe = client.pipeline(transaction=False)
+        for name, token in tokens.items():
+            acquire(keys=[keys[name]], args=[token, int(timeout * 1000)], client=pipe)
+        taken = pipe.execute()
+    except (ConnectionError, TimeoutError) as e:
+        raise _unavailable(client, e) from e
+    held = {name for name, ok in zip(tokens, taken, strict=True) if ok}
+    try:
+        yield held
+    finally:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for name in held:
+                release(keys=[keys[name]], args=[tokens[name]], client=pipe)
+            pipe.execute()
+        except (ConnectionError, TimeoutError):
+            log.warning("%d locks could not be released; they expire by themselves", len(held))

@@ -4,13 +4,22 @@ Used by the store (loads that reach past Redis) and by the services (trim, compa
 """
 
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from convstore.exceptions import ArchiveConflict
 from sessions_app.models import ArchivedSession, ArchivedTurn
+
+
+class Copy(NamedTuple):
+    """The turns of one incarnation of a conversation to copy to the archive."""
+
+    conversation_id: str
+    incarnation: str
+    turns: list[dict]
 
 
 def archive_turns(*, conversation_id: str, incarnation: str, turns: list[dict]) -> None:
@@ -20,25 +29,56 @@ def archive_turns(*, conversation_id: str, incarnation: str, turns: list[dict]) 
     one that holds another is ArchiveConflict, and nothing of this batch is committed, so the
     caller leaves these turns in Redis.
     """
-    rows = [
-        (
-            turn["seq"],
-            str(turn.get("role", ""))[:32],
-            {k: v for k, v in turn.items() if k != "seq"},
-            _turn_time(turn),
-        )
-        for turn in turns
-    ]
     # Durable: the rows must be committed before the turns leave Redis.
     with transaction.atomic(durable=True):
-        inserted = ArchivedTurn.objects.add_missing(conversation_id, incarnation, rows)
-        if inserted != len(rows):
-            _check_same(conversation_id, incarnation, rows)
+        _copy([Copy(conversation_id, incarnation, turns)])
+
+
+def archive_many(copies: list[Copy]) -> dict[str, Exception]:
+    """Copy the turns of several conversations in one transaction, as `archive_turns` does;
+    returns the conversations whose copy failed, with the error, none of their rows committed.
+
+    When the transaction fails (a conflict, a turn the database refuses), each copy is made
+    again in a transaction of its own: one conversation's failure holds back no other.
+    """
+    try:
+        with transaction.atomic(durable=True):
+            _copy(copies)
+        return {}
+    except (ArchiveConflict, DatabaseError) as e:
+        if len(copies) == 1:
+            return {copies[0].conversation_id: e}
+    failures = {}
+    for copy in copies:
+        try:
+            archive_turns(**copy._asdict())
+        except (ArchiveConflict, DatabaseError) as e:
+            failures[copy.conversation_id] = e
+    return failures
+
+
+def _copy(copies):
+    rows = [(copy, [_row(copy, turn) for turn in copy.turns]) for copy in copies]
+    every = [row for _, some in rows for row in some]
+    if every and ArchivedTurn.objects.add_missing(every) != len(every):
+        for copy, some in rows:
+            _check_same(copy.conversation_id, copy.incarnation, some)
+
+
+def _row(copy, turn):
+    return (
+        copy.conversation_id,
+        copy.incarnation,
+        turn["seq"],
+        str(turn.get("role", ""))[:32],
+        {k: v for k, v in turn.items() if k != "seq"},
+        _turn_time(turn),
+    )
 
 
 def _check_same(conversation_id, incarnation, rows):
     """ArchiveConflict unless every row is archived with the same turn."""
-    wanted = {seq: turn for seq, _, turn, _ in rows}
+    wanted = {seq: turn for _, _, seq, _, turn, _ in rows}
     stored = dict(
         ArchivedTurn.objects.filter(
             conversation_id=conversation_id, incarnation=incarnation, seq__in=list(wanted)

@@ -1,17 +1,18 @@
-"""Store primitives for the operations (services.py): sizes and index scans, trim steps,
-whole-session snapshot, drop and restore, re-encoding (legacy blobs: legacy_blobs.py).
+"""Store primitives for the operations (services.py): sizes and index scans, whole-session
+snapshot, drop and restore (trim and re-encode steps: trimming.py; legacy blobs: legacy_blobs.py).
 
 Each is one step the services compose; writes to one conversation are one of its Lua scripts,
 and the indexes are updated beside it from what the script reports.
 """
 
+import itertools
 import time
 from typing import NamedTuple
 
 from convstore import indexing
 from convstore import keys as fields
 from convstore.codec import turn_item
-from convstore.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreFull
+from convstore.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreUnavailable
 from convstore.protocol import Command, Script, int_field, text_field
 from sessions_app import indexes
 
@@ -61,14 +62,19 @@ def scan_keys(store, pattern, *, batch=500):
             yield found
 
 
-def _follow(store, cid, batch):
-    """Index commands after a write that happened: their failure is drift, not the caller's."""
-    store.run(indexing.follow_up(store.core, cid, batch))
-
-
-def _move_index(store, cid, delta):
-    if delta:
-        _follow(store, cid, [Command("zincrby", (store.keys.index_bytes, delta, cid))])
+def follow(store, commands):
+    """Index commands after writes that happened, ``{conversation id: [Command]}``, in one
+    round trip: their failure is drift, not the caller's."""
+    batch = [command for some in commands.values() for command in some]
+    if not batch:
+        return
+    try:
+        replies = store.send(batch)
+    except StoreUnavailable as e:
+        replies = [e] * len(batch)
+    answered = iter(zip(batch, replies, strict=True))
+    for cid, some in commands.items():
+        indexing.drifted(store.core, cid, itertools.islice(answered, len(some)))
 
 
 # --- sizes and scans ----------------------------------------------------------------------
@@ -232,19 +238,6 @@ def next_seq(store, conversation_id):
     return int_field(state_key, fields.SEQ, seq)
 
 
-def trim_candidates(store, conversation_id, *, keep, pinned, batch, below):
-    """(incarnation, up to ``batch`` decoded turns, each with a seq under ``below``) that
-    trimming to ``keep`` (after the first ``pinned``) would move next."""
-    keys = conversation_keys(store, conversation_id)
-    (reply,) = store.ask([Script("trim_head", keys, [pinned, keep, batch])])
-    if reply is None:
-        raise SessionNotFound(conversation_id)
-    incarnation, items = reply
-    incarnation = text_field(keys[0], fields.INC, incarnation)
-    turns = (store.core.decode_turn(keys[1], item) for item in items)
-    return incarnation, [turn for turn in turns if turn["seq"] < below]
-
-
 def measure_trim(store, conversation_id, *, keep, pinned):
     """(turns, bytes) a trim to ``keep`` after ``pinned`` would move, measured in Redis."""
     keys = conversation_keys(store, conversation_id)
@@ -252,72 +245,6 @@ def measure_trim(store, conversation_id, *, keep, pinned):
     if measured is None:
         raise SessionNotFound(conversation_id)
     return tuple(measured)
-
-
-def remove_archived(store, conversation_id, seqs, *, pinned, incarnation):
-    """Remove the turns ``seqs`` of ``incarnation``, already copied to the archive; returns
-    (removed, bytes). Nothing is removed from another incarnation."""
-    keys = conversation_keys(store, conversation_id)
-    args = [incarnation, pinned + len(seqs), *seqs]
-    ((removed, freed),) = store.ask([Script("trim_remove", keys, args)])
-    _move_index(store, conversation_id, -freed)
-    return removed, freed
-
-
-def reencode_state(store, conversation_id):
-    """Re-encode the state fields with the current codec; bytes saved.
-
-    Decodes the whole state first (as `load` does: counters, digest, field names and values):
-    CorruptSession, with nothing changed, when any of it does not decode.
-    """
-    keys = conversation_keys(store, conversation_id)
-    (state,) = store.ask([Command("hgetall", (keys[0],), keys[0])])
-    if not state:
-        raise SessionNotFound(conversation_id)
-    session, _ = store.core.decode_state(keys[0], state)
-    prefix, doc = fields.STATE_PREFIX.encode(), fields.DOC.encode()
-    changed = []
-    for name, raw in state.items():
-        if name == doc:
-            value = session  # a first-release state: decoded as one doc
-        elif name.startswith(prefix) and doc not in state:
-            value = session[name[len(prefix) :].decode()]
-        else:
-            continue
-        new = store.codec.encode(value)
-        if new != raw:
-            changed += [name, raw, new]
-    return _swap(store, conversation_id, [len(changed) // 3, *changed])
-
-
-def reencode_turns(store, conversation_id):
-    """Re-encode the turns in Redis with the current codec; bytes saved.
-
-    A turn stored as it is and too short to compress would come out the same: it is skipped
-    without being decoded.
-    """
-    keys = conversation_keys(store, conversation_id)
-    (items,) = store.ask([Command("lrange", (keys[1], 0, -1), keys[1])])
-    args = [0]
-    for item in items:
-        if not store.codec.may_change(item.partition(b"|")[2]):
-            continue
-        turn = store.core.decode_turn(keys[1], item)
-        new_item = turn_item(turn["seq"], store.core.encode_turns([turn])[0])
-        if new_item != item:
-            args += [item, new_item]
-    return _swap(store, conversation_id, args)
-
-
-def _swap(store, conversation_id, args):
-    if args == [0]:
-        return 0
-    try:
-        (delta,) = store.ask([Script("reencode", conversation_keys(store, conversation_id), args)])
-    except StoreFull:
-        return 0  # a re-encode may grow a value: it waits until Redis has room
-    _move_index(store, conversation_id, delta)
-    return -delta
 
 
 # --- whole sessions -----------------------------------------------------------------------
@@ -354,13 +281,14 @@ def drop_archived(store, conversation_id, *, incarnation, rev, seq):
     keys = conversation_keys(store, conversation_id)
     (dropped,) = store.ask([Script("drop_archived", keys, [rev, seq, incarnation])])
     if dropped == DROPPED:
-        _follow(
+        follow(
             store,
-            conversation_id,
-            [
-                Command("zrem", (store.keys.index_bytes, conversation_id)),
-                Command("zrem", (store.keys.index_seen, conversation_id)),
-            ],
+            {
+                conversation_id: [
+                    Command("zrem", (store.keys.index_bytes, conversation_id)),
+                    Command("zrem", (store.keys.index_seen, conversation_id)),
+                ]
+            },
         )
     return dropped
 
@@ -405,12 +333,13 @@ def restore(store, session, *, incarnation, rev, next_seq, turns):
             "is live in Redis again (created anew since it was archived): delete or archive "
             "that one first, or leave this one in the archive",
         )
-    _follow(
+    follow(
         store,
-        cid,
-        [
-            Command("zadd", (store.keys.index_bytes, {cid: size})),
-            Command("zadd", (store.keys.index_seen, {cid: time.time()})),
-        ],
+        {
+            cid: [
+                Command("zadd", (store.keys.index_bytes, {cid: size})),
+                Command("zadd", (store.keys.index_seen, {cid: time.time()})),
+            ]
+        },
     )
     return size

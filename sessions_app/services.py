@@ -6,7 +6,6 @@ Admin views, commands and tasks call these; each function is one operation on th
 import itertools
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from operator import attrgetter
@@ -15,7 +14,6 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from convstore.exceptions import (
-    ArchiveConflict,
     CorruptSession,
     SessionBusy,
     SessionNotFound,
@@ -23,8 +21,15 @@ from convstore.exceptions import (
     StoreFull,
     StoreUnavailable,
 )
-from locks import LockHeld, LockUnavailable, exclusive
+from locks import exclusive
 from sessions_app import archive, legacy_blobs, maintenance
+from sessions_app.compacting import (
+    archive_idle,
+    compact_sessions,
+    free_sessions,
+    session_guard,
+    trim_sessions,
+)
 from sessions_app.compaction import (
     Action,
     CompactionPolicy,
@@ -40,26 +45,6 @@ from sessions_app.store import get_store
 COMPACTION_LOCK = "compact-oversized-sessions"
 
 
-@contextmanager
-def session_guard(conversation_id):
-    """Hold the conversation's own lock, so its trims, compactions and restores never overlap.
-
-    Waits up to SESSION_LOCK_WAIT seconds for another operation to end, then SessionBusy.
-    """
-    config = settings.ROBOTPERF_COMPACTION
-    try:
-        with exclusive(
-            f"conv:{conversation_id}",
-            timeout=config["SESSION_LOCK_TIMEOUT"],
-            wait=config["SESSION_LOCK_WAIT"],
-        ):
-            yield
-    except LockHeld:
-        raise SessionBusy(conversation_id, "is busy: another operation on it is running") from None
-    except LockUnavailable as e:
-        raise StoreUnavailable(str(e)) from e
-
-
 def trim_history(
     conversation_id: str, *, keep: int, pinned: int = 0, batch_size: int = 500
 ) -> TrimResult:
@@ -72,40 +57,15 @@ def trim_history(
     """
     if keep < 0 or pinned < 0 or batch_size < 1:
         raise ValueError(f"keep and pinned must be >= 0, batch_size >= 1 (got {keep}, {pinned})")
+    store = get_store()
     with session_guard(conversation_id):
-        return _trim(get_store(), conversation_id, keep=keep, pinned=pinned, batch=batch_size)
-
-
-def _trim(store, conversation_id, *, keep, pinned, batch, next_seq=None):
-    # Turns appended after the trim started (or after ``next_seq`` was read) are left to the
-    # next one: a busy session would otherwise keep it running while the appends go on.
-    if next_seq is None:
-        next_seq = maintenance.next_seq(store, conversation_id)
-    below = next_seq - keep
-    archived = freed = 0
-    try:
-        while True:
-            incarnation, turns = maintenance.trim_candidates(
-                store, conversation_id, keep=keep, pinned=pinned, batch=batch, below=below
-            )
-            if not turns:
-                break
-            # Copied under the incarnation they were read from, removed only from that one.
-            archive.archive_turns(
-                conversation_id=conversation_id, incarnation=incarnation, turns=turns
-            )
-            seqs = [turn["seq"] for turn in turns]
-            removed, size = maintenance.remove_archived(
-                store, conversation_id, seqs, pinned=pinned, incarnation=incarnation
-            )
-            archived += removed
-            freed += size
-            if len(turns) < batch:  # that was the last batch: spare a round trip
-                break
-    except (CorruptSession, ArchiveConflict) as e:
-        e.turns_archived = archived
-        raise
-    return TrimResult(conversation_id=conversation_id, turns_archived=archived, bytes_freed=freed)
+        # Turns appended after the trim started are left to the next one: a busy session
+        # would otherwise keep it running while the appends go on.
+        below = maintenance.next_seq(store, conversation_id) - keep
+        trims = trim_sessions(
+            store, {conversation_id: below}, keep=keep, pinned=pinned, batch=batch_size
+        )
+        return _outcome(trims[conversation_id])
 
 
 def compact_session(conversation_id: str, policy: CompactionPolicy) -> CompactResult:
@@ -122,78 +82,17 @@ def compact_session(conversation_id: str, policy: CompactionPolicy) -> CompactRe
             raise size.corrupt
         if not size.exists:
             raise SessionNotFound(conversation_id)
-        return replace(_compact(store, policy, size), migrated=bool(migrated))
+        if policy.is_idle(size, time.time()):
+            result = archive_idle(store, conversation_id)
+        else:
+            result = _outcome(compact_sessions(store, policy, [size])[conversation_id])
+        return replace(result, migrated=bool(migrated))
 
 
-def _compact(store, policy, size):
-    """Compact a split-layout session whose size was just read (from the index, in a scan)."""
-    conversation_id = size.conversation_id
-    if policy.is_idle(size, time.time()):
-        return archive_idle(store, conversation_id)
-    # Nothing moves before the state is known to decode (re-encoding it decodes every field):
-    # a session that cannot be re-encoded is reported as corrupt with all of it still in Redis.
-    saved = maintenance.reencode_state(store, conversation_id)
-    trimmed = TrimResult(conversation_id=conversation_id, turns_archived=0, bytes_freed=0)
-    if policy.is_oversized(size):
-        trimmed = _trim(
-            store,
-            conversation_id,
-            keep=policy.keep_turns,
-            pinned=policy.pinned,
-            batch=policy.batch_size,
-            next_seq=size.next_seq,
-        )
-    saved += maintenance.reencode_turns(store, conversation_id)
-    actions = {
-        (False, False): Action.UNCHANGED,
-        (True, False): Action.TRIMMED,
-        (False, True): Action.REENCODED,
-        (True, True): Action.TRIMMED_REENCODED,
-    }
-    return CompactResult(
-        conversation_id=conversation_id,
-        action=actions[bool(trimmed.turns_archived), bool(saved)],
-        bytes_before=size.bytes,
-        # What this compaction changed; turns appended meanwhile are not its doing.
-        bytes_after=size.bytes - trimmed.bytes_freed - saved,
-        turns_archived=trimmed.turns_archived,
-    )
-
-
-def archive_idle(store, conversation_id):
-    """Move a whole idle session to the database; its Redis copy goes only once the row is in.
-
-    A run deletes only a row that it created itself: another run may have archived (and
-    dropped) the session meanwhile, and its row is then the only copy of the state.
-    """
-    snapshot = maintenance.snapshot(store, conversation_id)
-    state = {k: v for k, v in snapshot.session.items() if k != "history"}
-    history = snapshot.session["history"]
-    incarnation = snapshot.incarnation
-    archive.archive_turns(conversation_id=conversation_id, incarnation=incarnation, turns=history)
-    row, created = archive.archive_session(
-        conversation_id=conversation_id,
-        incarnation=incarnation,
-        state=state,
-        rev=snapshot.rev,
-        next_seq=snapshot.next_seq,
-        size=snapshot.bytes,
-        seen=snapshot.seen,
-    )
-    dropped = maintenance.drop_archived(
-        store, conversation_id, incarnation=incarnation, rev=snapshot.rev, seq=snapshot.next_seq
-    )
-    if dropped == maintenance.WRITTEN:
-        # Written meanwhile, so not idle: it stays in Redis; its copied turns are harmless.
-        if created:
-            archive.forget_session(row)
-        raise SessionBusy(conversation_id)
-    return CompactResult(
-        conversation_id=conversation_id,
-        action=Action.ARCHIVED,
-        bytes_before=snapshot.bytes,
-        turns_archived=len(history),
-    )
+def _outcome(outcome):
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def restore_session(
@@ -385,23 +284,24 @@ def _due(policy, sizes, report, *, limit, now):
 
 
 def _compact_batch(store, policy, sizes, report, *, limit):
-    for size, _ in _due(policy, sizes, report, limit=limit, now=time.time()):
-        cid = size.conversation_id
-        try:
-            with session_guard(cid):
-                result = _compact(store, policy, size)
-        except (CorruptSession, SessionNotFound, SessionBusy) as e:
-            report.skip(cid, e)
-            continue
-        except StoreFull as e:  # what it could not write; the others may still free memory
-            report.failed.append({"conversation_id": cid, "error": str(e)})
-            continue
-        except StoreUnavailable:
-            raise
-        except (StoreError, DatabaseError) as e:
-            report.failed.append({"conversation_id": cid, "error": str(e)})
-            continue
-        report.add(result)
+    due = _due(policy, sizes, report, limit=limit, now=time.time())
+    # In chunks no larger than what is left of ``limit``: ``_due`` counts as it goes.
+    while chunk := list(itertools.islice(due, _room(report, limit, len(sizes)))):
+        idle = [size for size, is_idle in chunk if is_idle]
+        for size in idle:
+            cid = size.conversation_id
+            _record(report, cid, _guarded(cid, partial(archive_idle, store, cid)))
+        rest = [size for size, is_idle in chunk if not is_idle]
+        with free_sessions([size.conversation_id for size in rest]) as held:
+            outcomes = compact_sessions(
+                store, policy, [size for size in rest if size.conversation_id in held]
+            )
+        for size in rest:
+            cid = size.conversation_id
+            if cid not in outcomes:  # another operation holds it: wait for it, one at a time
+                one = partial(compact_sessions, store, policy, [size])
+                outcomes[cid] = _guarded(cid, lambda one=one, cid=cid: one()[cid])
+            _record(report, cid, outcomes[cid])
     stale = [
         size.conversation_id
         for size in sizes
@@ -409,6 +309,33 @@ def _compact_batch(store, policy, sizes, report, *, limit):
     ]
     if stale:
         report.pruned += maintenance.prune_index(store, stale)
+
+
+def _room(report, limit, batch):
+    if limit is None:
+        return batch
+    return max(limit - report.compacted - report.archived_sessions, 0)
+
+
+def _guarded(conversation_id, operation):
+    """``operation()`` under the session's own lock, or the error it raised."""
+    try:
+        with session_guard(conversation_id):
+            return operation()
+    except (StoreError, DatabaseError) as e:
+        return e
+
+
+def _record(report, cid, outcome):
+    if isinstance(outcome, (CorruptSession, SessionNotFound, SessionBusy)):
+        report.skip(cid, outcome)
+    elif isinstance(outcome, StoreUnavailable) and not isinstance(outcome, StoreFull):
+        raise outcome
+    elif isinstance(outcome, (StoreError, DatabaseError)):
+        # StoreFull: what it could not write; the others may still free memory.
+        report.failed.append({"conversation_id": cid, "error": str(outcome)})
+    else:
+        report.add(outcome)
 
 
 def _plan_batch(store, policy, sizes, report, *, limit):

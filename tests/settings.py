@@ -21,11 +21,13 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 # Threads in the tests open their own connections: do not keep them past their use.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 
+# The test database is named after the Redis database, so two runs on two databases keep apart.
+_db = os.environ["REDIS_URL"].rsplit("/", 1)[-1] or "0"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not memory: the tests that race two processes share the test database with them.
-    # Named after the Redis database, so two runs on two databases keep apart.
-    _db = os.environ["REDIS_URL"].rsplit("/", 1)[-1] or "0"
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_db}.sqlite3")}  # noqa: F405
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_robotperf_{_db}"}  # noqa: F405
 
 # The test runner turns DEBUG off: the API token robotperf.E003 asks for then (tests of the API
 # set their own), and static files by their plain names, with no collectstatic manifest.

@@ -8,7 +8,7 @@ import pytest
 
 from convstore.exceptions import ArchiveConflict, SessionExists
 from convstore.keys import INC
-from sessions_app import archive, maintenance
+from sessions_app import archive, trimming
 from sessions_app.models import ArchivedSession, ArchivedTurn
 from sessions_app.services import (
     CompactionPolicy,
@@ -53,6 +53,12 @@ def policy(**overrides):
     return CompactionPolicy(**{**values, **overrides})
 
 
+def archive_whole(cid):
+    """Compact a session idle for longer than the policy's 1 ms, whatever the clock's grain."""
+    time.sleep(0.01)
+    return compact_session(cid, policy(idle_archive_after=0.001))
+
+
 def test_a_creation_starts_an_incarnation_and_a_replace_keeps_it(store):
     save(store, "c1", "old", 3)
     first = incarnation(store, "c1")
@@ -91,14 +97,15 @@ def test_an_id_saved_again_after_it_left_redis_loses_no_turn(store, redis_client
 
 def test_a_trim_racing_a_re_creation_removes_nothing_of_the_new_life(store, monkeypatch):
     save(store, "c1", "old", 10)
-    real_archive = archive.archive_turns
+    real_archive = archive.archive_many
 
-    def archive_while_the_id_is_re_created(**kwargs):
-        real_archive(**kwargs)
+    def archive_while_the_id_is_re_created(copies):
+        failures = real_archive(copies)
         store.delete("c1")
         save(store, "c1", "new", 10)
+        return failures
 
-    monkeypatch.setattr(archive, "archive_turns", archive_while_the_id_is_re_created)
+    monkeypatch.setattr(archive, "archive_many", archive_while_the_id_is_re_created)
     result = trim_history("c1", keep=2, batch_size=100)
 
     assert result.turns_archived == 0
@@ -119,7 +126,7 @@ def test_an_idle_archive_racing_a_re_creation_drops_nothing_of_the_new_life(
 
     monkeypatch.setattr(archive, "archive_turns", archive_while_the_id_is_re_created)
     with pytest.raises(SessionBusy, match="written while it was archived"):
-        compact_session("c1", policy(idle_archive_after=0.001))
+        archive_whole("c1")
 
     assert contents(store, "c1") == ["new-0", "new-1", "new-2"]
     assert not ArchivedSession.objects.filter(conversation_id="c1").exists()
@@ -127,9 +134,9 @@ def test_an_idle_archive_racing_a_re_creation_drops_nothing_of_the_new_life(
 
 def test_archived_lives_of_one_id_are_kept_apart_and_restored_one_at_a_time(store):
     save(store, "c1", "first", 3)
-    compact_session("c1", policy(idle_archive_after=0.001))
+    archive_whole("c1")
     save(store, "c1", "second", 4)
-    compact_session("c1", policy(idle_archive_after=0.001))
+    archive_whole("c1")
 
     lives = ArchivedSession.objects.filter(conversation_id="c1").order_by("archived_at", "pk")
     assert lives.count() == 2
@@ -142,7 +149,7 @@ def test_archived_lives_of_one_id_are_kept_apart_and_restored_one_at_a_time(stor
 
 def test_restore_over_a_live_re_created_session_is_refused_and_both_are_kept(store):
     save(store, "c1", "old", 3)
-    compact_session("c1", policy(idle_archive_after=0.001))
+    archive_whole("c1")
     save(store, "c1", "new", 2)
 
     with pytest.raises(SessionExists, match="is live in Redis again"):
@@ -177,7 +184,7 @@ def test_an_archive_holding_other_turns_under_the_same_seqs_is_a_conflict_that_m
 
 def test_a_repeated_copy_of_the_same_turns_is_no_conflict(store):
     save(store, "c1", "only", 6)
-    inc, turns = maintenance.trim_candidates(store, "c1", keep=2, pinned=0, batch=10, below=10)
+    inc, turns = trimming.trim_candidates(store, "c1", keep=2, pinned=0, batch=10, below=10)
     archive.archive_turns(conversation_id="c1", incarnation=inc, turns=turns)
 
     result = trim_history("c1", keep=2)

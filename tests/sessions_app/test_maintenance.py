@@ -7,7 +7,7 @@ import pytest
 from convstore import keys
 from convstore.codec import LZ4_MAGIC
 from convstore.protocol import Script
-from sessions_app import maintenance
+from sessions_app import trimming
 from sessions_app.services import trim_history
 from tests.sessions_app.factories import make_turn, save_session, stored_bytes
 
@@ -37,14 +37,14 @@ def push_uncompressed(store, cid, turns):
 def meanwhile(monkeypatch, store, write):
     """Run ``write`` once, after the re-encode has read what it swaps and before its script
     swaps it: another process writing in between."""
-    real_ask, pending = store.ask, [write]
+    real_send, pending = store.send, [write]
 
-    def ask(batch):
+    def send(batch):
         if pending and any(isinstance(request, Script) for request in batch):
             pending.pop()()
-        return real_ask(batch)
+        return real_send(batch)
 
-    monkeypatch.setattr(store, "ask", ask)
+    monkeypatch.setattr(store, "send", send)
     return pending
 
 
@@ -65,7 +65,7 @@ def test_a_state_re_encode_never_overwrites_a_write_made_meanwhile(store, monkey
         lambda: store.update_state("c1", {"notes": "the robot's own"}, expected_rev=rev),
     )
 
-    saved = maintenance.reencode_state(store, "c1")
+    saved = trimming.reencode_state(store, "c1")
 
     assert pending == [], "the robot's write ran between the read and the swap"
     loaded = store.load("c1")
@@ -84,7 +84,7 @@ def test_a_turn_re_encode_never_brings_back_a_turn_trimmed_meanwhile(store, monk
     push_uncompressed(store, "c1", long_turns)
     pending = meanwhile(monkeypatch, store, lambda: trim_history("c1", keep=1))
 
-    saved = maintenance.reencode_turns(store, "c1")
+    saved = trimming.reencode_turns(store, "c1")
 
     assert pending == []
     items = store.client.lrange(store.keys.turns("c1"), 0, -1)

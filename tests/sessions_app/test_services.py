@@ -12,7 +12,7 @@ from django.db import DatabaseError
 
 from convstore.codec import LZ4_MAGIC
 from convstore.exceptions import SessionBusy, SessionExists
-from sessions_app import archive, maintenance
+from sessions_app import archive, maintenance, trimming
 from sessions_app.archive import archive_turns
 from sessions_app.maintenance import WRITTEN
 from sessions_app.models import ArchivedSession, ArchivedTurn
@@ -118,13 +118,13 @@ def test_appends_after_a_trim_continue_the_sequence(store):
 
 def test_removal_takes_only_turns_still_there(store):
     save_session(store, "c1", turns=10)
-    inc, turns = maintenance.trim_candidates(store, "c1", keep=4, pinned=0, batch=100, below=100)
+    inc, turns = trimming.trim_candidates(store, "c1", keep=4, pinned=0, batch=100, below=100)
     archive_turns(conversation_id="c1", incarnation=inc, turns=turns)
     seqs = [turn["seq"] for turn in turns]
     store.append_turns("c1", [make_turn(10)])
 
-    first = maintenance.remove_archived(store, "c1", seqs, pinned=0, incarnation=inc)
-    second = maintenance.remove_archived(store, "c1", seqs, pinned=0, incarnation=inc)
+    first = trimming.remove_archived(store, "c1", seqs, pinned=0, incarnation=inc)
+    second = trimming.remove_archived(store, "c1", seqs, pinned=0, incarnation=inc)
 
     assert first[0] == 6
     assert second == (0, 0)
@@ -135,7 +135,7 @@ def test_removal_takes_only_turns_still_there(store):
 def test_a_crash_between_copy_and_removal_is_repaired_by_the_next_trim(store):
     history = save_session(store, "c1", turns=20)
     # The first run copies its batch to the archive and stops before removing it from Redis.
-    inc, turns = maintenance.trim_candidates(store, "c1", keep=5, pinned=0, batch=100, below=100)
+    inc, turns = trimming.trim_candidates(store, "c1", keep=5, pinned=0, batch=100, below=100)
     archive_turns(conversation_id="c1", incarnation=inc, turns=turns)
     assert redis_seqs(store, "c1") == list(range(20))
     assert archived_seqs("c1") == list(range(15))
@@ -517,14 +517,15 @@ def test_restore_of_an_unknown_session_raises():
 def test_trim_copies_before_it_removes(store, monkeypatch):
     save_session(store, "c1", turns=30)
     removed_after_copy = []
-    real_remove = maintenance.remove_archived
+    real_remove = trimming.remove_archived_many
 
-    def remove_checking_the_archive(store, cid, seqs, **kwargs):
-        assert set(archived_seqs(cid)) >= set(seqs), "removing turns that are not archived"
-        removed_after_copy.extend(seqs)
-        return real_remove(store, cid, seqs, **kwargs)
+    def remove_checking_the_archive(store, removals, **kwargs):
+        for cid, seqs, _ in removals:
+            assert set(archived_seqs(cid)) >= set(seqs), "removing turns that are not archived"
+            removed_after_copy.extend(seqs)
+        return real_remove(store, removals, **kwargs)
 
-    monkeypatch.setattr(maintenance, "remove_archived", remove_checking_the_archive)
+    monkeypatch.setattr(trimming, "remove_archived_many", remove_checking_the_archive)
     trim_history("c1", keep=5, batch_size=7)
 
     assert removed_after_copy == list(range(25))
@@ -534,10 +535,10 @@ def test_trim_copies_before_it_removes(store, monkeypatch):
 def test_a_failing_archive_leaves_every_turn_in_redis(store, monkeypatch):
     save_session(store, "c1", turns=30)
 
-    def archive_fails(**kwargs):
+    def archive_fails(rows):
         raise DatabaseError("disk full")
 
-    monkeypatch.setattr(archive, "archive_turns", archive_fails)
+    monkeypatch.setattr(ArchivedTurn.objects, "add_missing", archive_fails)
     with pytest.raises(DatabaseError, match="disk full"):
         trim_history("c1", keep=5)
 
@@ -664,14 +665,15 @@ def test_a_restored_session_expires_like_any_other(store, redis_client):
 def test_a_database_failure_is_reported_and_the_others_go_on(store, monkeypatch):
     save_session(store, "bad", turns=30)
     save_session(store, "good", turns=30)
-    real_archive = archive.archive_turns
+    real_add = ArchivedTurn.objects.add_missing
 
-    def archive_but_bad(*, conversation_id, **kwargs):
-        if conversation_id == "bad":
+    def archive_but_bad(rows):
+        if any(cid == "bad" for cid, *_ in rows):
             raise DatabaseError("database is locked")
-        real_archive(conversation_id=conversation_id, **kwargs)
+        return real_add(rows)
 
-    monkeypatch.setattr(archive, "archive_turns", archive_but_bad)
+    # The batch's transaction fails; each session is copied again on its own.
+    monkeypatch.setattr(ArchivedTurn.objects, "add_missing", archive_but_bad)
     report = compact_oversized(policy())
 
     assert report.failed == [{"conversation_id": "bad", "error": "database is locked"}]
@@ -690,17 +692,19 @@ def test_redis_stopped_mid_compaction_stops_it_with_the_stores_error(private_red
     store = get_store()
     for n in range(3):
         save_session(store, f"long-{n}", turns=30)
-    real_archive = archive.archive_turns
+    real_archive = archive.archive_many
 
-    def archive_then_redis_dies(**kwargs):
-        real_archive(**kwargs)
+    def archive_then_redis_dies(copies):
+        failures = real_archive(copies)
         private_redis.kill()
+        return failures
 
-    monkeypatch.setattr(archive, "archive_turns", archive_then_redis_dies)
+    monkeypatch.setattr(archive, "archive_many", archive_then_redis_dies)
     with pytest.raises(StoreUnavailable, match="is unreachable"):
         compact_oversized(policy())
 
-    assert ArchivedTurn.objects.count() == 7, "what was copied before Redis died is kept"
+    # The first step of each session (7 turns), copied in one transaction, is kept.
+    assert ArchivedTurn.objects.count() == 3 * 7, "what was copied before Redis died is kept"
 
 
 def test_re_encoding_skips_turns_that_cannot_change_and_swaps_those_that_can(store, redis_client):
@@ -712,7 +716,7 @@ def test_re_encoding_skips_turns_that_cannot_change_and_swaps_those_that_can(sto
     redis_client.hset(store.keys.state("c1"), "seq", 4)
     before = redis_client.lrange(turns_key, 0, 2)
 
-    saved = maintenance.reencode_turns(store, "c1")
+    saved = trimming.reencode_turns(store, "c1")
 
     assert saved > 0
     assert redis_client.lrange(turns_key, 0, 2) == before
@@ -759,3 +763,25 @@ def test_a_restore_of_more_than_a_thousand_turns_puts_each_back_once(store, redi
     measured = stored_bytes(redis_client, store, "c1")
     assert int(state(store, "c1")[b"bytes"]) == measured
     assert redis_client.zscore(store.keys.index_bytes, "c1") == measured
+
+
+def test_turns_appended_between_a_batchs_copy_and_removal_stay_in_redis(store, monkeypatch):
+    for cid in ("c1", "c2", "c3"):
+        save_session(store, cid, turns=30)
+    real_archive = archive.archive_many
+
+    def archive_while_the_robot_writes(copies):
+        failures = real_archive(copies)
+        for copy in copies:
+            store.append_turns(copy.conversation_id, [make_turn(100)])
+        return failures
+
+    monkeypatch.setattr(archive, "archive_many", archive_while_the_robot_writes)
+    report = compact_oversized(policy(batch_size=500))
+
+    assert report.compacted == 3
+    for cid in ("c1", "c2", "c3"):
+        assert redis_seqs(store, cid) == [*range(25, 30), 30]
+        assert archived_seqs(cid) == list(range(25))
+        measured = stored_bytes(store.client, store, cid)
+        assert store.client.zscore(store.keys.index_bytes, cid) == measured, "index exact"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, connections
 
 from locks import LockHeld, exclusive
 from sessions_app import maintenance, services
@@ -53,6 +53,10 @@ def race(target, args_list):
             outcomes[i] = target(*args)
         except Exception as e:
             outcomes[i] = e
+        finally:
+            # A thread's database connections are its own: closed, they let the test database
+            # (PostgreSQL) be dropped at the end of the run.
+            connections.close_all()
 
     threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(args_list)]
     for thread in threads:
@@ -193,3 +197,62 @@ def test_manage_py_compact_exits_non_zero_while_the_task_runs(store, tmp_path):
     assert done.returncode == 1
     assert "another run holds the lock 'compact-oversized-sessions'" in done.stderr
     assert store.client.llen(store.keys.turns("c1")) == 30
+
+
+def test_a_batch_compacts_the_free_sessions_and_waits_for_a_busy_one(store, settings):
+    settings.ROBOTPERF_COMPACTION = {**settings.ROBOTPERF_COMPACTION, "SESSION_LOCK_WAIT": 1}
+    for cid in ("a", "busy", "b"):
+        save_session(store, cid, turns=30)
+    policy = CompactionPolicy(max_bytes=10**9, max_turns=10, keep_turns=5)
+    lock_keys = f"{settings.ROBOTPERF_LOCKS['KEY_PREFIX']}conv:*"
+
+    with session_guard("busy"):
+        report = compact_oversized(policy)
+        assert store.client.keys(lock_keys) == [b"rp:lock:conv:busy"], "only the holder's left"
+
+    assert report.compacted == 2
+    assert [s["conversation_id"] for s in report.skipped] == ["busy"]
+    assert "another operation on it is running" in report.skipped[0]["reason"]
+    assert store.client.llen(store.keys.turns("busy")) == 30
+    assert store.client.keys(lock_keys) == []
+
+
+def test_appends_and_trims_racing_batched_compactions_lose_no_turn(store, settings):
+    settings.ROBOTPERF_COMPACTION = {**settings.ROBOTPERF_COMPACTION, "SESSION_LOCK_WAIT": 5}
+    cids = [f"c{n}" for n in range(8)]
+    for cid in cids:
+        save_session(store, cid, turns=40)
+    policy = CompactionPolicy(max_bytes=10**9, max_turns=10, keep_turns=5, batch_size=6)
+    appended = {cid: [] for cid in cids}
+    stop = threading.Event()
+
+    def append():
+        for n in range(40, 200):
+            if stop.is_set():
+                return
+            for cid in cids:
+                appended[cid] += store.append_turns(cid, [make_turn(n)])
+
+    def compact():
+        return [compact_oversized(policy) for _ in range(4)]
+
+    def trim():
+        # One session at a time, under its own lock: the batch holds some of those locks.
+        return [trim_history(cid, keep=3, batch_size=4) for _ in range(2) for cid in cids]
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        outcomes = race(lambda job: job(), [(compact,), (trim,)])
+    finally:
+        stop.set()
+        writer.join()
+
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    for cid in cids:
+        in_redis = {t["seq"] for t in maintenance.snapshot(store, cid).session["history"]}
+        archived = set(
+            ArchivedTurn.objects.filter(conversation_id=cid).values_list("seq", flat=True)
+        )
+        assert not in_redis & archived, cid
+        assert sorted(in_redis | archived) == list(range(40 + len(appended[cid]))), cid

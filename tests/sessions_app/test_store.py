@@ -12,7 +12,7 @@ from django.conf import settings
 
 from convstore import keys
 from convstore.codec import CodecError
-from sessions_app import maintenance
+from sessions_app import maintenance, trimming
 from sessions_app.services import trim_history
 from sessions_app.store import (
     AsyncConversationStore,
@@ -446,12 +446,12 @@ class TestHostileValues:
         "size_breakdown": lambda store: store.size_breakdown("c1"),
         "snapshot": lambda store: maintenance.snapshot(store, "c1"),
         "next_seq": lambda store: maintenance.next_seq(store, "c1"),
-        "reencode_state": lambda store: maintenance.reencode_state(store, "c1"),
-        "trim_candidates": lambda store: maintenance.trim_candidates(
+        "reencode_state": lambda store: trimming.reencode_state(store, "c1"),
+        "trim_candidates": lambda store: trimming.trim_candidates(
             store, "c1", keep=1, pinned=0, batch=10, below=100
         ),
         "measure_trim": lambda store: maintenance.measure_trim(store, "c1", keep=1, pinned=0),
-        "remove_archived": lambda store: maintenance.remove_archived(
+        "remove_archived": lambda store: trimming.remove_archived(
             store, "c1", [0], pinned=0, incarnation=""
         ),
         "drop_archived": lambda store: maintenance.drop_archived(
@@ -460,7 +460,7 @@ class TestHostileValues:
     }
     # Calls that read the turns only (a state of the wrong type is not theirs to see).
     TURNS_ONLY = {
-        "reencode_turns": lambda store: maintenance.reencode_turns(store, "c1"),
+        "reencode_turns": lambda store: trimming.reencode_turns(store, "c1"),
     }
 
     @pytest.mark.parametrize("call", CALLS)
