@@ -4,7 +4,7 @@ Redis holds the hot set; these tables keep the rest, so `store.load(window=None)
 """
 
 import orjson
-from django.db import connections, models
+from django.db import IntegrityError, connections, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -22,9 +22,9 @@ class ArchivedTurnQuerySet(models.QuerySet):
         many were inserted.
 
         Rows already archived are left as they are (ON CONFLICT DO NOTHING), so a repeated copy
-        adds nothing. PostgreSQL gets the rows by COPY into a temporary table, then one INSERT
-        ... SELECT; SQLite by one executemany. Both instead of bulk_create, which prepares every
-        value of every row in Python and made the archive the slowest step of compaction.
+        adds nothing. PostgreSQL gets the rows by COPY, SQLite by one executemany: both instead
+        of bulk_create, which prepares every value of every row in Python and made the archive
+        the slowest step of compaction.
         """
         connection = connections[self.db]
         now = timezone.now()
@@ -57,26 +57,40 @@ def _insert(connection, table, source):
 
 
 def _copy_missing(cursor, table, rows, now):
-    """PostgreSQL: the rows by COPY into a temporary table, inserted from it, then dropped (at
-    the latest when the transaction ends)."""
+    """PostgreSQL: the rows by COPY straight into the table, the common case (none archived
+    yet); when one is (a copy repeated after an interrupted run), by COPY into a temporary
+    table, then inserted from it without the rows already there."""
     connection = cursor.db
     quote = connection.ops.quote_name
+    values = [(*row[:4], _orjson_text(row[4]), row[5], now) for row in rows]
+    try:
+        with transaction.atomic(using=connection.alias):  # a savepoint to fall back to
+            _copy(cursor, table, values)
+        return len(values)
+    except IntegrityError:
+        pass
     scratch = "archived_turn_copy"
     cursor.execute(
         f"CREATE TEMPORARY TABLE {quote(scratch)} ON COMMIT DROP AS "
         f"SELECT {', '.join(map(quote, COLUMNS))} FROM {quote(table)} WITH NO DATA"
     )
-    # psycopg's own cursor (Django's has no COPY): its errors become Django's as Django's do.
-    with (
-        connection.wrap_database_errors,
-        cursor.cursor.copy(f"COPY {quote(scratch)} FROM STDIN") as copy,
-    ):
-        for cid, inc, seq, role, turn, turned_at in rows:
-            copy.write_row((cid, inc, seq, role, _orjson_text(turn), turned_at, now))
+    _copy(cursor, scratch, values)
     cursor.execute(_insert(connection, table, scratch))
     inserted = cursor.rowcount
     cursor.execute(f"DROP TABLE {quote(scratch)}")
     return inserted
+
+
+def _copy(cursor, table, values):
+    connection = cursor.db
+    names = ", ".join(map(connection.ops.quote_name, COLUMNS))
+    # psycopg's own cursor (Django's has no COPY): its errors become Django's as Django's do.
+    with (
+        connection.wrap_database_errors,
+        cursor.cursor.copy(f"COPY {connection.ops.quote_name(table)} ({names}) FROM STDIN") as copy,
+    ):
+        for row in values:
+            copy.write_row(row)
 
 
 def _orjson_text(value):
