@@ -5,4 +5,7 @@ from django.urls import path
 from sessions_app import api
 
 app_name = "sessions_api"
-urlpatterns = [path("<str:conversation_id>", api.session, name="session")]
+urlpatterns = [
+    path("<str:conversation_id>", api.session, name="session"),
+    path("<str:conversation_id>/turns", api.turns, name="turns"),
+]

@@ -5,9 +5,9 @@ import asyncio
 from robotperf.asgi import application
 
 
-async def http_request(path, *, method="GET", query="", headers=()):
+async def http_request(path, *, method="GET", query="", headers=(), body=b""):
     """(status, headers, body) of one request to ``robotperf.asgi.application``."""
-    sent, inbox = [], [{"type": "http.request", "body": b"", "more_body": False}]
+    sent, inbox = [], [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive():
         if inbox:

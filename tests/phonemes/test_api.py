@@ -45,11 +45,12 @@ def test_bad_input_is_a_400(client, phoneme_settings, body, message):
     assert message in response.json()["error"]
 
 
-def test_service_down_is_a_502_naming_the_service(client, settings):
+def test_service_down_is_a_503_to_retry_naming_the_service(client, settings):
     settings.PHONEME_URL = dead_url()
     settings.ROBOTPERF_PHONEMES = {**settings.ROBOTPERF_PHONEMES, "BACKOFF": 0.01}
     response = client.post(URL, {"text_1": "cat", "text_2": "bat"}, content_type="application/json")
-    assert response.status_code == 502
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
     assert settings.PHONEME_URL in response.json()["error"]
     get_client().close()
 

@@ -24,10 +24,10 @@ def api_token(settings):
     settings.ROBOTPERF_API = {"TOKEN": TOKEN}
 
 
-async def request(path, *, query="", method="GET", token=TOKEN, scheme="Bearer "):
+async def request(path, *, query="", method="GET", token=TOKEN, scheme="Bearer ", body=b""):
     """(status, headers, body) of one request to the ASGI application, with the token."""
     auth = [(b"authorization", f"{scheme}{token}".encode())] if token else []
-    return await http_request(path, method=method, query=query, headers=auth)
+    return await http_request(path, method=method, query=query, headers=auth, body=body)
 
 
 def raw(path, **kwargs):
@@ -140,6 +140,7 @@ class TestErrors:
         status, headers, body = get("/api/sessions/c1")
         assert status == 503
         assert headers["content-type"] == "application/json"
+        assert headers["retry-after"] == "1"
         assert "hunter2" not in body["error"]
         assert "127.0.0.1" not in body["error"]
 
@@ -244,3 +245,74 @@ class TestToken:
         status, _, body = get("/api/sessions/c1", token=None)
         assert status == 200
         assert body["conversation_id"] == "c1"
+
+
+def post_turns(cid, body, **kwargs):
+    status, headers, answer = raw(
+        f"/api/sessions/{cid}/turns", method="POST", body=orjson.dumps(body), **kwargs
+    )
+    return status, headers, orjson.loads(answer)
+
+
+class TestAppend:
+    def test_appends_the_turns_and_answers_their_seqs(self):
+        save_session(get_store(), "c1", turns=3)
+        turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+
+        status, headers, body = post_turns("c1", {"turns": turns})
+
+        assert (status, body) == (200, {"seqs": [3, 4]})
+        assert headers["content-type"] == "application/json"
+        assert get_store().load("c1", window=2)["history"] == [
+            {**turn, "seq": seq} for turn, seq in zip(turns, [3, 4], strict=True)
+        ]
+
+    @pytest.mark.parametrize(
+        "body", [{"turns": []}, {"turns": "hi"}, {"turns": [1]}, [], {"turn": [{}]}]
+    )
+    def test_a_body_that_is_no_list_of_turns_is_a_400(self, body):
+        save_session(get_store(), "c1", turns=3)
+        status, _, answer = post_turns("c1", body)
+        assert status == 400
+        assert "non-empty list of JSON objects" in answer["error"]
+        assert get_store().load("c1")["_turns"] == 3
+
+    def test_not_json_is_a_400(self):
+        status, _, body = raw("/api/sessions/c1/turns", method="POST", body=b"{nope")
+        assert status == 400
+        assert b"not JSON" in body
+
+    def test_an_unknown_session_is_a_404_and_nothing_is_created(self, redis_client):
+        status, _, body = post_turns("nobody", {"turns": [{"role": "user"}]})
+        assert (status, body) == (404, {"error": "conversation 'nobody' does not exist"})
+        assert redis_client.keys("*nobody*") == []
+
+    def test_only_post_with_the_token(self):
+        save_session(get_store(), "c1", turns=3)
+        assert raw("/api/sessions/c1/turns")[0] == 405
+        assert post_turns("c1", {"turns": [{}]}, token="wrong")[0] == 401
+        assert get_store().load("c1")["_turns"] == 3
+
+    def test_redis_down_is_a_503_to_retry_saying_whether_it_may_have_been_written(
+        self, monkeypatch
+    ):
+        down = AsyncConversationStore.from_url("redis://127.0.0.1:1/0")
+        monkeypatch.setattr("sessions_app.api.get_async_store", lambda: down)
+        status, headers, body = post_turns("c1", {"turns": [{"role": "user"}]})
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        # Nothing could be sent to a server that refuses connections: not written.
+        assert body == {
+            "error": "the conversation store is unavailable, try again",
+            "maybe_written": False,
+        }
+
+    def test_through_a_wsgi_server_too(self, client):
+        save_session(get_store(), "c1", turns=3)
+        response = client.post(
+            "/api/sessions/c1/turns",
+            {"turns": [{"role": "user"}]},
+            content_type="application/json",
+            headers={"authorization": f"Bearer {TOKEN}"},
+        )
+        assert (response.status_code, response.json()) == (200, {"seqs": [3]})
