@@ -67,6 +67,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Redis or the database not answering is a 503 with Retry-After, not a 500.
+    "robotperf.middleware.ServiceUnavailableMiddleware",
     # Static files, before anything that reads a session or the database for them.
     "robotperf.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
