@@ -114,6 +114,7 @@ def test_redis_killed_mid_run_answers_503_then_recovers_with_every_acknowledged_
         stack.redis.kill()
         assert until(lambda: appender.count(503) >= 10)
         assert_unavailable(call(load, token=stack.api_token))
+        assert similarity(stack, "first")[0] == 200, "the phoneme API needs no Redis"
         assert readyz(stack) == (
             503,
             {"redis": False, "database": True, "broker": False, "phonemes": True},
