@@ -90,10 +90,11 @@ test: venv
 
 # The archive and compaction against PostgreSQL, the production database (COPY, its errors);
 # skipped, saying so, when none answers at TEST_POSTGRES_URL.
+PG_ANSWERS := import sys, psycopg; psycopg.connect(sys.argv[1], connect_timeout=2).close()
 test-postgres: venv
-	@if [ -n "$(TEST_POSTGRES_URL)" ] && $(PY) -c 'import sys, psycopg; \
-		psycopg.connect(sys.argv[1], connect_timeout=2).close()' "$(TEST_POSTGRES_URL)" 2>/dev/null; \
-	then DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest $(POSTGRES_TESTS); \
+	@if [ -n "$(TEST_POSTGRES_URL)" ] \
+		&& $(PY) -c '$(PG_ANSWERS)' "$(TEST_POSTGRES_URL)" 2>/dev/null; then \
+		DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest $(POSTGRES_TESTS); \
 	else echo "test-postgres: no PostgreSQL at TEST_POSTGRES_URL; its run is skipped"; fi
 
 bench: venv
