@@ -1,7 +1,7 @@
 """Runs every benchmark section and rewrites docs/PERFORMANCE.md with their figures.
 
 Usage: python -m benchmarks [section ...]
-(sections: store, compression, async_store, cycle, compaction, admin, phonemes)
+(sections: store, slowlog, compression, async_store, cycle, compaction, admin, phonemes)
 """
 
 import importlib
@@ -15,7 +15,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
 import django
 
-SECTIONS = ["store", "compression", "async_store", "cycle", "compaction", "admin", "phonemes"]
+SECTIONS = [
+    "store",
+    "slowlog",
+    "compression",
+    "async_store",
+    "cycle",
+    "compaction",
+    "admin",
+    "phonemes",
+]
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"
 
 
