@@ -3,9 +3,14 @@ and the robot's message cycle (load, append the user's turn, update the state, a
 turn), over aiohttp.
 
     python examples/robot/robot.py --redis-url redis://127.0.0.1:6379/0 --port 8100
+
+Its store calls slower than SLOW_CALL_THRESHOLD_MS (default 50) go to the slow-call log in the
+same Redis, where the admin's "Slow calls" page and dashboard read them; SLOW_CALL_LOG=0 turns
+the log off.
 """
 
 import argparse
+import os
 
 from aiohttp import web
 
@@ -15,6 +20,7 @@ from convstore import (
     SessionNotFound,
     StaleRevision,
     StoreUnavailable,
+    enable_slow_log,
 )
 
 STORE = web.AppKey("store", AsyncConversationStore)
@@ -104,10 +110,19 @@ def make_app(redis_url):
     return app
 
 
+def log_slow_calls(redis_url, environ=os.environ):
+    """The slow-call log, as the environment asks; None when SLOW_CALL_LOG=0."""
+    if environ.get("SLOW_CALL_LOG", "1") == "0":
+        return None
+    threshold = float(environ.get("SLOW_CALL_THRESHOLD_MS", "50")) / 1000
+    return enable_slow_log(redis_url, threshold=threshold, name="robot")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     options = parser.parse_args()
+    log_slow_calls(options.redis_url)
     web.run_app(make_app(options.redis_url), host=options.host, port=options.port)
