@@ -279,6 +279,16 @@ ROBOTPERF_PHONEMES = {
     "EVICT_BATCH": env_int("PHONEME_EVICT_BATCH", 1000),
 }
 
+# --- Slow calls and live latency (the admin's "Slow calls" page and dashboard) --------------
+# Every process (web, Celery worker and beat, commands) logs its store calls slower than
+# SLOW_CALL_THRESHOLD_MS to a stream in the store's Redis, capped at SLOW_CALL_LOG_MAXLEN
+# entries, and counts every call's latency per minute there; SLOW_CALL_LOG=0 turns both off.
+SLOW_CALL_LOG = env_bool("SLOW_CALL_LOG", default=True)
+SLOW_CALL_THRESHOLD_MS = float(os.environ.get("SLOW_CALL_THRESHOLD_MS", "50"))
+SLOW_CALL_LOG_MAXLEN = env_int("SLOW_CALL_LOG_MAXLEN", 10_000)
+# Seconds the dashboard's workers panel waits for the Celery workers and the broker to answer.
+ADMIN_WORKERS_TIMEOUT = float(os.environ.get("ADMIN_WORKERS_TIMEOUT", "1"))
+
 # --- Health: /readyz asks each service with this timeout (seconds), all at once --------------
 ROBOTPERF_HEALTH = {"TIMEOUT": float(os.environ.get("READYZ_TIMEOUT", "1"))}
 

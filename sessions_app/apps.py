@@ -12,3 +12,7 @@ class SessionsAppConfig(AppConfig):
     def ready(self):
         checks.register(check_no_cache_pickles, checks.Tags.caches, checks.Tags.security)
         checks.register(check_limits)
+        # Every process (web, worker, beat, commands) logs its slow store calls.
+        from sessions_app import slow_calls
+
+        slow_calls.enable_from_settings()
