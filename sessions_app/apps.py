@@ -10,5 +10,10 @@ class SessionsAppConfig(AppConfig):
     verbose_name = _("Conversation sessions")
 
     def ready(self):
+        from convstore.observe import add_observer
+        from sessions_app.metrics import observe_call
+
         checks.register(check_no_cache_pickles, checks.Tags.caches, checks.Tags.security)
         checks.register(check_limits)
+        # Every store call of this process is timed for /metrics.
+        add_observer(observe_call)
