@@ -3,7 +3,8 @@ from django.core import checks
 
 
 class RobotperfConfig(AppConfig):
-    """The project itself, as an app: its project-wide system checks and its Celery metrics."""
+    """The project itself, as an app: its project-wide system checks, its Celery metrics and
+    the OpenTelemetry exporter of every process (web, worker, beat, commands)."""
 
     name = "robotperf"
     verbose_name = "robotperf"
@@ -11,7 +12,9 @@ class RobotperfConfig(AppConfig):
     def ready(self):
         from robotperf.checks import check_metrics_settings, check_production_settings
         from robotperf.metrics import connect_celery_signals
+        from robotperf.telemetry import configure_tracing
 
         checks.register(check_production_settings, checks.Tags.security)
         checks.register(check_metrics_settings, checks.Tags.security)
         connect_celery_signals()
+        configure_tracing()
