@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every request counted and timed for /metrics, whatever answers it.
+    "robotperf.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files, before anything that reads a session or the database for them.
     "robotperf.static.StaticFilesMiddleware",
@@ -291,6 +293,15 @@ ADMIN_WORKERS_TIMEOUT = float(os.environ.get("ADMIN_WORKERS_TIMEOUT", "1"))
 
 # --- Health: /readyz asks each service with this timeout (seconds), all at once --------------
 ROBOTPERF_HEALTH = {"TIMEOUT": float(os.environ.get("READYZ_TIMEOUT", "1"))}
+
+# --- Metrics: who may read /metrics (docs/OPERATIONS.md, "Metrics") ------------------------
+# A scraper sends "Authorization: Bearer <METRICS_TOKEN>", or connects from one of the allowed
+# networks (by default this machine only). Under `make serve` every process writes its values
+# into PROMETHEUS_MULTIPROC_DIR (an environment variable read by prometheus-client itself).
+ROBOTPERF_METRICS = {
+    "TOKEN": os.environ.get("METRICS_TOKEN", ""),
+    "ALLOWED_NETWORKS": env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1"),
+}
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

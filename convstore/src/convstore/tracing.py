@@ -150,11 +150,11 @@ class traced:
         traceback: TracebackType | None,
     ) -> bool | None:
         self._phases.end()
+        # The span ends first: the observers' time is theirs, not an unexplained part of it.
+        handled = None if self._span is None else self._span.__exit__(exc_type, exc, traceback)
         if self._observed is not None:
             self._notify(None if exc_type is None else exc_type.__name__)
-        if self._span is not None:
-            return self._span.__exit__(exc_type, exc, traceback)
-        return None
+        return handled
 
     def _notify(self, error: str | None) -> None:
         # Marks are (phase, start) in order, then (None, end): each phase lasts until the next.
