@@ -10,6 +10,7 @@ Usage: redis_cluster.py start DIR [--port 7101]   prints the seed URL (redis://1
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -143,10 +144,8 @@ def _wait(condition, message, timeout=10):
 def stop_recorded(directory):
     """Stop every node recorded under ``directory`` (by its pid file), and forget its files."""
     for pid_file in Path(directory).glob("*/pid"):
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
         shutil.rmtree(pid_file.parent, ignore_errors=True)
 
 

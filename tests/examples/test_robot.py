@@ -61,10 +61,11 @@ def test_a_conversation_through_the_example_robot(robot):
     missing = http.request("POST", f"{base}/conversations/nobody/messages", json={"text": "?"})
 
     assert started.status == 201
-    assert [reply["seqs"] for reply in replies] == [[1, 2], [3, 4], [5, 6]]
+    assert [reply["rev"] for reply in replies] == [2, 3, 4]
     assert replies[2]["reply"] == "(3) Bạn nói: Tạm biệt"
-    assert loaded["record"]["LOOP_COUNT"] == 3
+    assert loaded["record"]["LOOP_COUNT"] == {"step_0000": {"count": 3}}
     assert [turn["seq"] for turn in loaded["history"]] == [3, 4, 5, 6]
+    assert [turn["role"] for turn in loaded["history"]] == ["user", "assistant"] * 2
     assert loaded["history"][-2]["content"] == "Tạm biệt"
     assert missing.status == 404
 

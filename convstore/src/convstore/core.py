@@ -209,12 +209,12 @@ class StoreCore:
             return rev
 
     def update_state(
-        self, cid: str, changes: Mapping[str, Any], expected_rev: int
+        self, cid: str, changes: Mapping[str, Any], expected_rev: int, turns: Iterable[Turn] = ()
     ) -> Operation[int]:
         fields.check_cid(cid)
         check_rev(expected_rev)
         if "history" in changes:
-            raise ValueError("history is not state: add turns with append_turns()")
+            raise ValueError("history is not state: add turns with append= or append_turns()")
         if changes.get("conversation_id", cid) != cid:
             raise ValueError("conversation_id cannot be changed")
         with traced("robot-v2.update-state", cid) as phase:
@@ -222,7 +222,7 @@ class StoreCore:
             state = {k: v for k, v in changes.items() if k not in SPLIT_KEYS | META_KEYS}
             return (
                 yield from self._update(
-                    cid, state, changes.get("bot_config"), [], expected_rev, False, phase
+                    cid, state, changes.get("bot_config"), list(turns), expected_rev, False, phase
                 )
             )
 

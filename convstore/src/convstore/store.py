@@ -250,13 +250,20 @@ class ConversationStore(_Store):
         return self.run(self.core.append_turns(conversation_id, turns))
 
     def update_state(
-        self, conversation_id: str, changes: Mapping[str, Any], expected_rev: int
+        self,
+        conversation_id: str,
+        changes: Mapping[str, Any],
+        expected_rev: int,
+        *,
+        append: Iterable[Turn] = (),
     ) -> int:
-        """Apply top-level ``changes`` if the conversation is still at ``expected_rev``.
+        """Apply top-level ``changes`` if the conversation is still at ``expected_rev``, and
+        append the turns of ``append`` with them: one script, one round trip, all or nothing.
 
-        Returns the new revision; raises StaleRevision when another writer came first.
+        Returns the new revision; raises StaleRevision when another writer came first (then
+        nothing is written, the turns neither).
         """
-        return self.run(self.core.update_state(conversation_id, changes, expected_rev))
+        return self.run(self.core.update_state(conversation_id, changes, expected_rev, append))
 
     def delete(self, conversation_id: str) -> bool:
         """Remove a conversation from Redis; True when there was one."""
@@ -375,9 +382,16 @@ class AsyncConversationStore(_Store):
         return await self.run(self.core.append_turns(conversation_id, turns))
 
     async def update_state(
-        self, conversation_id: str, changes: Mapping[str, Any], expected_rev: int
+        self,
+        conversation_id: str,
+        changes: Mapping[str, Any],
+        expected_rev: int,
+        *,
+        append: Iterable[Turn] = (),
     ) -> int:
-        return await self.run(self.core.update_state(conversation_id, changes, expected_rev))
+        return await self.run(
+            self.core.update_state(conversation_id, changes, expected_rev, append)
+        )
 
     async def delete(self, conversation_id: str) -> bool:
         return await self.run(self.core.delete(conversation_id))
