@@ -1,21 +1,14 @@
 """How the stores send a batch to a Redis Cluster: split by hash slot, one pipeline per node.
 
-Each request of a batch goes to the primary that owns its key's slot in the slot map of
-redis-py's cluster client; every node is written to before any is read, so a batch costs one
-round trip however many nodes it reaches. A conversation's script and the reads beside it share
-the ``{cid}`` slot, and the shared keys (indexes, census) another, so a write reaches at most
-three nodes (its own, the shared keys', and its bot_config's). redis-py's cluster pipeline is
-not used: it refuses EVALSHA and resends commands after a connection error. Here:
-
-- MOVED and ASK resend that request where the cluster says, a few times at most; NOSCRIPT loads
-  the script on that node and resends it;
-- a multi-key DEL or EXISTS is split per slot and the replies summed; a SCAN walks every
-  primary in turn (its cursor says which one);
-- a node that fails makes its requests' replies `StoreUnavailable` (``maybe_written`` when a
-  write was sent to it), so a script that ran beside a failed index command still counts as
-  done (see indexing.py); and after any failure or redirect the slot map is read again before
-  the next batch, so a process follows a failover once the cluster has recovered.
-
+Each request goes to the primary of its key's slot (redis-py's slot map); every node is written
+to before any is read, so a batch costs one round trip however many nodes it reaches (a write
+reaches at most three: its conversation's, the shared keys', its bot_config's). redis-py's
+cluster pipeline is not used: it refuses EVALSHA and resends commands after a connection error.
+MOVED and ASK resend a request where the cluster says; NOSCRIPT loads the script on that node;
+a multi-key DEL or EXISTS is split per slot; a SCAN walks every primary in turn. A node that
+fails makes its requests' replies `StoreUnavailable` (``maybe_written`` when a write was sent
+to it), so a script that ran beside a failed index command still counts as done (indexing.py),
+and the slot map is read again, so a process follows a failover once the cluster recovered.
 The rules are a generator (`exchange`) that the sync and the async sender drive.
 """
 

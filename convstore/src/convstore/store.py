@@ -7,10 +7,8 @@ redis.asyncio (the asyncio robot), one client per event loop.
 """
 
 import asyncio
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Self, TypedDict, Unpack
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -24,6 +22,7 @@ from redis.retry import Retry
 from convstore import breakdown, scripts
 from convstore.cluster import AsyncClusterSender, ClusterSender, sent_error
 from convstore.codec import Codec
+from convstore.connections import BlockingPool, PoolExhausted, safe_url
 from convstore.core import StoreCore
 from convstore.exceptions import (
     CorruptSession,
@@ -76,42 +75,6 @@ class StoreOptions(TypedDict, total=False):
     bot_config_cache_size: int
     wait_replicas: int
     wait_timeout: float
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its password masked, for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-class PoolExhausted(redis.ConnectionError):
-    """No pooled connection came free within the pool's wait; no request was sent."""
-
-    def __init__(self, size: int, waited: float, limit: float | None) -> None:
-        super().__init__(f"no connection of {size} came free in {waited:.2f} s")
-        self.size, self.waited, self.limit = size, waited, limit
-
-
-class _BlockingPool(redis.asyncio.BlockingConnectionPool):
-    """redis.asyncio's blocking pool, telling an exhausted pool from an unreachable Redis."""
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        started = time.monotonic()
-        try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except redis.ConnectionError as e:
-            # Its wait timed out: redis.asyncio raises ConnectionError("No connection
-            # available.") from the asyncio TimeoutError; a failed connect has another cause.
-            if not isinstance(e.__cause__, TimeoutError):
-                raise
-            raise PoolExhausted(
-                self.max_connections, time.monotonic() - started, self.timeout
-            ) from e
 
 
 class _Store:
@@ -425,7 +388,7 @@ class AsyncConversationStore(_Store):
         # See _failed: a write is never sent twice, whatever the options ask.
         options = {**self._client_options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
         timeout = options.get("socket_timeout") or 5
-        pool = _BlockingPool.from_url(self._url, timeout=timeout, **options)
+        pool = BlockingPool.from_url(self._url, timeout=timeout, **options)
         return redis.asyncio.Redis(connection_pool=pool)
 
     async def aclose(self) -> None:
