@@ -79,13 +79,12 @@ serve-env:
 
 # The project's suite (its cluster tests start a cluster of their own), then the library's own
 # (plain pytest, no Django), on one Redis and on a local Redis Cluster started for it under var/.
-TEST_CLUSTER_PORT ?= 7201
 TEST_CLUSTER := python3 scripts/redis_cluster.py
 test: venv
 	$(call with_redis,$(MAKE) --no-print-directory lint && $(PY) -m pytest \
 		&& trap '$(ENSURE_REDIS) --stop $(VAR); $(TEST_CLUSTER) stop $(VAR)/test-cluster' EXIT \
 		&& CONVSTORE_TEST_CLUSTER_URL="$$($(TEST_CLUSTER) start $(VAR)/test-cluster \
-			--port $(TEST_CLUSTER_PORT))" && export CONVSTORE_TEST_CLUSTER_URL \
+			--port 0)" && export CONVSTORE_TEST_CLUSTER_URL \
 		&& cd convstore && ../$(PY) -m pytest)
 
 bench: venv

@@ -1,7 +1,8 @@
 """Runs benchmark sections and writes their figures into docs/PERFORMANCE.md.
 
 Usage: python -m benchmarks [section ...]
-(sections: store, compression, async_store, cycle, compaction, admin, phonemes; none: all)
+(sections: store, compression, async_store, cycle, cluster, compaction, admin, phonemes; none:
+all)
 
 Each section's figures sit between markers of its own in the file, with the time of the run
 that made them: running some sections replaces theirs and keeps the others'.
@@ -19,7 +20,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
 import django
 
-SECTIONS = ["store", "compression", "async_store", "cycle", "compaction", "admin", "phonemes"]
+SECTIONS = [
+    "store",
+    "compression",
+    "async_store",
+    "cycle",
+    "cluster",
+    "compaction",
+    "admin",
+    "phonemes",
+]
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"
 HEADER = (
     "# Performance\n\n"

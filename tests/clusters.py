@@ -3,8 +3,6 @@
 aliases (the store, the login sessions, the locks) at one."""
 
 import importlib.util
-import random
-import socket
 from pathlib import Path
 
 import redis.cluster
@@ -16,27 +14,8 @@ _spec.loader.exec_module(redis_cluster)
 LocalCluster = redis_cluster.LocalCluster
 
 
-def _free(port):
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_base_port(nodes=6):
-    """A port from which ``nodes`` ports, and their cluster bus ports (+10000), are free."""
-    for _ in range(200):
-        base = random.randrange(20000, 30000)
-        ports = [base + i for i in range(nodes)]
-        if all(_free(port) and _free(port + 10000) for port in ports):
-            return base
-    raise RuntimeError("no free range of loopback ports for a cluster")
-
-
 def start_cluster(directory, **options):
-    return LocalCluster(directory, free_base_port(), **options).start()
+    return LocalCluster(directory, redis_cluster.free_port(), **options).start()
 
 
 def cluster_settings(settings, url):
