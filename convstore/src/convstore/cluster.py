@@ -23,8 +23,9 @@ import redis.cluster
 from redis.crc import key_slot
 
 from convstore import scripts
+from convstore.cluster_scan import SHARDS, primaries_in_slot_order, scan_reply, scan_request
 from convstore.exceptions import StoreUnavailable
-from convstore.pipelines import Wait, queue, waits_for
+from convstore.pipelines import Wait, fewest, queue, waits_for
 from convstore.protocol import Batch, Command, Script, writes
 
 MULTI_KEY = frozenset({"delete", "exists", "unlink", "touch"})
@@ -33,8 +34,6 @@ REDIRECTS = 5
 """Rounds of MOVED/ASK/NOSCRIPT resends before a request is reported unavailable."""
 REFRESH_EVERY = 0.1
 """Seconds between two reads of the slot map while nodes keep failing."""
-SHARDS = 16384
-"""A SCAN cursor is ``node cursor * SHARDS + primary``: there are never more primaries."""
 WAIT = -1
 """The batch index of a WAIT after a write script (its reply is the replicas' count)."""
 
@@ -143,18 +142,24 @@ def exchange(items: list[Item], size: int, nodes: Any) -> Exchange:
                         if item.at != WAIT:
                             _merge(replies, answered, item.at, failure)
                     continue
+                resent = False  # the script a WAIT follows is sent again: so is the WAIT
                 for item, reply in zip(sent, result, strict=True):
                     if isinstance(reply, redis.exceptions.AskError):  # MOVED is one too
                         moved = isinstance(reply, redis.exceptions.MovedError)
                         target = f"{reply.host}:{reply.port}"
                         again.append(item._replace(target=target, asking=not moved))
-                        refresh = refresh or moved
+                        refresh, resent = refresh or moved, True
                     elif isinstance(reply, redis.exceptions.NoScriptError) and item.script:
                         yield LoadScript(node, item.script)
                         again.append(item)
+                        resent = True
                     elif item.at == WAIT:
-                        acked = reply if isinstance(reply, int) else 0
+                        if resent:
+                            again.append(item)
+                        else:
+                            acked = fewest(acked, reply if isinstance(reply, int) else 0)
                     else:
+                        resent = False
                         refresh = refresh or isinstance(reply, CLUSTER_STATE_REPLIES)
                         _merge(replies, answered, item.at, reply)
             if refresh:
@@ -225,33 +230,6 @@ def sent_error(error: Exception) -> bool:
     if isinstance(error, redis.exceptions.MaxConnectionsError):
         return False
     return "connecting to" not in str(error)
-
-
-def primaries_in_slot_order(nodes: Any) -> list[Any]:
-    """The primaries, in the order of the slots they serve: a SCAN's order, kept by a
-    failover (the replica that takes over serves the same slots)."""
-    order: dict[str, Any] = {}
-    for slot in range(SHARDS):
-        serving = nodes.slots_cache.get(slot)
-        if serving and serving[0].name not in order:
-            order[serving[0].name] = serving[0]
-    return list(order.values())
-
-
-def scan_request(batch: Batch) -> tuple[int, Any, Any] | None:
-    """(cursor, match, count) when ``batch`` is one SCAN; None otherwise."""
-    if len(batch) == 1 and isinstance(batch[0], Command) and batch[0].name == "scan":
-        cursor, match, count = batch[0].args
-        return int(cursor), match, count
-    return None
-
-
-def scan_reply(cursor: int, node_cursor: int, found: list[Any], shards: int) -> list[Any]:
-    """The reply to a SCAN over every primary: the next composite cursor, 0 at the end."""
-    shard = cursor % SHARDS
-    if node_cursor:
-        return [(node_cursor * SHARDS + shard, found)]
-    return [(0 if shard + 1 >= shards else shard + 1, found)]
 
 
 def all_failed(result: tuple[list[Any], int | None]) -> tuple[list[Any], int | None]:
@@ -359,7 +337,11 @@ class ClusterSender:
         if cursor % SHARDS >= len(shards):
             return [(0, [])]
         node = self.client.get_redis_connection(shards[cursor % SHARDS])
-        node_cursor, found = node.scan(cursor // SHARDS, match, count)
+        try:
+            node_cursor, found = node.scan(cursor // SHARDS, match, count)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.refresher.due(now=False)
+            raise
         return scan_reply(cursor, node_cursor, found, len(shards))
 
 
@@ -430,7 +412,11 @@ class AsyncClusterSender:
         if cursor % SHARDS >= len(shards):
             return [(0, [])]
         args = ("SCAN", cursor // SHARDS, "MATCH", match, "COUNT", count)
-        node_cursor, found = await shards[cursor % SHARDS].execute_command(*args)
+        try:
+            node_cursor, found = await shards[cursor % SHARDS].execute_command(*args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.refresher.due(now=False)
+            raise
         return scan_reply(cursor, int(node_cursor), found, len(shards))
 
 
