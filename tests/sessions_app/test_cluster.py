@@ -10,12 +10,14 @@ import threading
 from io import StringIO
 
 import pytest
+import redis
 from celery.contrib.testing.worker import start_worker
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.core.management import call_command
 
 from locks import exclusive
+from robotperf import health
 from robotperf.celery import app
 from sessions_app import maintenance
 from sessions_app.models import ArchivedTurn
@@ -172,3 +174,13 @@ def test_trims_and_compactions_racing_appends_count_every_turn(store):
         )
         assert not in_redis & archived
         assert sorted(in_redis | archived) == list(range(120))
+
+
+def test_readyz_asks_the_cluster_whether_it_is_ok(settings):
+    health.check_redis(1)  # the cluster is ok: no error
+    settings.CACHES = {
+        **settings.CACHES,
+        "sessions": {**settings.CACHES["sessions"], "LOCATION": "redis://127.0.0.1:1"},
+    }
+    with pytest.raises(redis.ConnectionError):
+        health.check_redis(1)
