@@ -59,11 +59,16 @@ serve: export ALLOWED_HOSTS ?= 127.0.0.1,localhost
 serve: export BIND ?= 127.0.0.1:8000
 serve: export WEB_CONCURRENCY ?= 2
 serve: export CELERY_CONCURRENCY ?= 2
+# Every process of the stack writes its metrics there and /metrics adds them up; the values of
+# the last run are cleared first (the counters start again from 0, as after any restart).
+serve: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/$(VAR)/prometheus
 serve: export PHONEME_HOST := $(firstword $(subst :, ,$(lastword $(subst /, ,$(PHONEME_URL)))))
 serve: export PHONEME_PORT := $(lastword $(subst :, ,$(lastword $(subst /, ,$(PHONEME_URL)))))
 serve: serve-env venv
+	mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	$(call with_redis,$(PY) manage.py collectstatic --noinput -v 0 \
 		&& $(PY) manage.py check --deploy --fail-level ERROR \
+		&& find "$$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete \
 		&& $(VENV)/bin/honcho start -f Procfile.serve)
 
 # Secrets are never made up for production: without them, say how to set them, before any set-up.

@@ -58,7 +58,7 @@ def run():
         capacity = max(
             closed["async", 1, SIZES[0].label, n]["old"] for n in cycle_closed.CONCURRENCY
         )
-        opened = cycle_open.measure(sessions, SIZES[0], conversations, capacity)
+        opened = cycle_open.measure(sessions, SIZES[0], conversations, capacity, TARGET_RATE)
         progress("open loop done")
         http = cycle_http.measure(SIZES[0], conversations)
     finally:
@@ -158,6 +158,11 @@ def open_table(opened, conversations):
             f"\n{titles[column].capitalize()} sustains p99 <= {cycle_open.BOUND * 1e3:.0f} ms, "
             f"nothing late, at most at: {highest}."
         )
+    (unfrozen,) = opened["store", "no freeze"]
+    lines.append(
+        f"\nThe store in one process without `gc.freeze()`, at {unfrozen.rate:,} messages/s: "
+        f"p50 / p99 (late) {_run_cells(unfrozen)}."
+    )
     errors = sum((run.errors for runs in opened.values() for run in runs), Counter())
     if errors:
         shown = "; ".join(f"{n:,} x `{text}`" for text, n in errors.most_common(3))

@@ -136,9 +136,10 @@ def plan():
     return sorted(runs)
 
 
-def _robot_process(way, size, names, runs, process):
+def _robot_process(way, size, names, runs, process, freeze):
     """One robot process's runs (forked): its share of each rate, on its conversations."""
-    gc.freeze()
+    if freeze:
+        gc.freeze()
     return asyncio.run(_run_way(way, size, names, runs, process))
 
 
@@ -153,22 +154,26 @@ def merged(runs):
     )
 
 
-def in_processes(way, size, names, runs, processes):
+def in_processes(way, size, names, runs, processes, *, freeze=True):
     """The ``runs`` (rate, seconds) spread over ``processes`` robot processes, merged."""
     groups = [
-        (way, size, names[i::processes], [(rate / processes, s) for rate, s in runs], i)
+        (way, size, names[i::processes], [(rate / processes, s) for rate, s in runs], i, freeze)
         for i in range(processes)
     ]
     per_process = forked(_robot_process, groups)
     return [merged([own[i] for own in per_process]) for i in range(len(runs))]
 
 
-def measure(sessions, size, conversations, old_capacity):
+def measure(sessions, size, conversations, old_capacity, without_freeze_at):
     """{(way, processes): [Run]}: the store at every rate, the old way (one process) at the
-    rates it can sustain."""
+    rates it can sustain; and ("store", "no freeze"): one process without `gc.freeze()`, at the
+    rate ``without_freeze_at``."""
     store_names = [size.cid(i) for i in range(conversations)]
     old_names = [size.legacy_cid(i) for i in range(conversations)]
     runs = {("store", n): in_processes("store", size, store_names, plan(), n) for n in PROCESSES}
+    runs["store", "no freeze"] = in_processes(
+        "store", size, store_names, [(without_freeze_at, SECONDS)], 1, freeze=False
+    )
     old_plan = [(rate, s) for rate, s in plan() if rate <= HEADROOM * old_capacity]
     if not old_plan:  # a rate it can keep up with, to compare latencies at all
         old_plan = [(max(1, int(HEADROOM * old_capacity / 2)), SECONDS / 3)]

@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every request counted and timed for /metrics, whatever answers it.
+    "robotperf.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files, before anything that reads a session or the database for them.
     "robotperf.static.StaticFilesMiddleware",
@@ -295,8 +297,27 @@ ROBOTPERF_PHONEMES = {
     "EVICT_BATCH": env_int("PHONEME_EVICT_BATCH", 1000),
 }
 
+# --- Slow calls and live latency (the admin's "Slow calls" page and dashboard) --------------
+# Every process (web, Celery worker and beat, commands) logs its store calls slower than
+# SLOW_CALL_THRESHOLD_MS to a stream in the store's Redis, capped at SLOW_CALL_LOG_MAXLEN
+# entries, and counts every call's latency per minute there; SLOW_CALL_LOG=0 turns both off.
+SLOW_CALL_LOG = env_bool("SLOW_CALL_LOG", default=True)
+SLOW_CALL_THRESHOLD_MS = float(os.environ.get("SLOW_CALL_THRESHOLD_MS", "50"))
+SLOW_CALL_LOG_MAXLEN = env_int("SLOW_CALL_LOG_MAXLEN", 10_000)
+# Seconds the dashboard's workers panel waits for the Celery workers and the broker to answer.
+ADMIN_WORKERS_TIMEOUT = float(os.environ.get("ADMIN_WORKERS_TIMEOUT", "1"))
+
 # --- Health: /readyz asks each service with this timeout (seconds), all at once --------------
 ROBOTPERF_HEALTH = {"TIMEOUT": float(os.environ.get("READYZ_TIMEOUT", "1"))}
+
+# --- Metrics: who may read /metrics (docs/OPERATIONS.md, "Metrics") ------------------------
+# A scraper sends "Authorization: Bearer <METRICS_TOKEN>", or connects from one of the allowed
+# networks (by default this machine only). Under `make serve` every process writes its values
+# into PROMETHEUS_MULTIPROC_DIR (an environment variable read by prometheus-client itself).
+ROBOTPERF_METRICS = {
+    "TOKEN": os.environ.get("METRICS_TOKEN", ""),
+    "ALLOWED_NETWORKS": env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1"),
+}
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

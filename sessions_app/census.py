@@ -85,7 +85,7 @@ def read(store):
         data = orjson.loads(summary)
         bots = [_checked(BotTotal, bot) for bot in data.pop("bots")]
         return _checked(Census, {**data, "bots": bots, "stale": stale is not None})
-    except (orjson.JSONDecodeError, AttributeError, TypeError) as e:
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
         log.warning("census summary %s unreadable, counted again: %s", summary[:100], e)
         return None
 

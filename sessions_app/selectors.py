@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 from redis.cluster import RedisCluster
 
+from convstore import MinuteLatency
 from convstore.keys import INC, check_cid
 from phonemes import selectors as phoneme_selectors
-from sessions_app import census, indexes, inspection, jobs, legacy_blobs, maintenance
+from sessions_app import census, indexes, inspection, jobs, legacy_blobs, maintenance, slow_calls
 from sessions_app.census import Census
 from sessions_app.inspection import SessionParts, SessionRow
 from sessions_app.models import ArchivedSession, ArchivedTurn
@@ -143,6 +144,8 @@ class Dashboard:
     memory: "RedisMemory"
     problems: list[str]
     """Bad entries of the indexes the page read, and indexes of another type."""
+    latency: list[MinuteLatency]
+    """The p50 and p99 of every process's loads in each of the last 60 minutes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,6 +239,7 @@ def dashboard(policy) -> Dashboard:
         jobs=jobs.scheduled_jobs(),
         memory=redis_memory(),
         problems=_index_problems(store) + list(map(str, summary.bad_scores)),
+        latency=slow_calls.load_latency(),
     )
 
 

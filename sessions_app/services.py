@@ -24,7 +24,7 @@ from convstore.exceptions import (
     StoreUnavailable,
 )
 from locks import LockHeld, LockUnavailable, exclusive
-from sessions_app import archive, legacy_blobs, maintenance
+from sessions_app import archive, legacy_blobs, maintenance, metrics
 from sessions_app.compaction import (
     Action,
     CompactionPolicy,
@@ -255,7 +255,7 @@ def compact_oversized(
     another run has it), renewing it at each step.
     """
     timeout = settings.ROBOTPERF_COMPACTION["LOCK_TIMEOUT"]
-    with exclusive(COMPACTION_LOCK, timeout=timeout) as lock:
+    with metrics.compaction_run() as done, exclusive(COMPACTION_LOCK, timeout=timeout) as lock:
         report = CompactReport()
         if rebuild:
             report.indexes = rebuild_indexes(batch_size=policy.batch_size)
@@ -264,7 +264,8 @@ def compact_oversized(
             _compact_batch(get_store(), policy, sizes, report, limit=limit)
             lock.reacquire()
 
-        return _run(policy, report, step, limit, progress, conversation_ids, migrate_legacy)
+        done(_run(policy, report, step, limit, progress, conversation_ids, migrate_legacy))
+        return report
 
 
 def plan_compaction(

@@ -49,7 +49,7 @@ def _options():
 
     alias = config["CACHE_ALIAS"]
     options = {
-        "keys": KeyLayout(prefix=config["KEY_PREFIX"], legacy_format=config["LEGACY_KEY_FORMAT"]),
+        "keys": key_layout(),
         "ttl": config["TTL"],
         "legacy_reads": config["LEGACY_READS"],
         "archive": DatabaseArchive(),
@@ -58,6 +58,18 @@ def _options():
         "wait_timeout": config["WAIT_TIMEOUT"],
     }
     return alias, settings.CACHES[alias], options
+
+
+def key_layout():
+    """The store's key layout, from ``ROBOTPERF_STORE``."""
+    config = settings.ROBOTPERF_STORE
+    return KeyLayout(prefix=config["KEY_PREFIX"], legacy_format=config["LEGACY_KEY_FORMAT"])
+
+
+def redis_url(cache):
+    """The Redis URL of a django-redis alias's configuration (its first, if several)."""
+    location = cache["LOCATION"]
+    return location[0] if isinstance(location, list | tuple) else location
 
 
 @functools.cache
@@ -73,8 +85,7 @@ def get_store():
 def get_async_store():
     """The process's async store, configured like `get_store` (one client per event loop)."""
     _, cache, options = _options()
-    location = cache["LOCATION"]
-    url = location[0] if isinstance(location, list | tuple) else location
+    url = redis_url(cache)
     socket = cache["OPTIONS"]
     client_options = {
         "socket_connect_timeout": socket.get("SOCKET_CONNECT_TIMEOUT"),

@@ -30,7 +30,10 @@ CLUSTER_URL = os.environ.get("CONVSTORE_TEST_CLUSTER_URL")
     ]
 )
 def backend(request):
-    """Where the stores of a test keep their data: one Redis, or a Redis Cluster."""
+    """Where the stores of a test keep their data: one Redis, or a Redis Cluster (not for the
+    tests marked ``single_redis``, which build clients of one Redis from its URL)."""
+    if request.param == "cluster" and request.node.get_closest_marker("single_redis"):
+        pytest.skip("a test of one Redis")
     return request.param
 
 

@@ -9,11 +9,11 @@ import json
 
 import pytest
 import redis.cluster
-from conftest import CLUSTER_URL
-from test_store import session
 
 from convstore import KeyLayout, NotReplicated, StoreError
 from convstore.protocol import Command, ask
+from tests.conftest import CLUSTER_URL
+from tests.test_store import session
 
 on_cluster = pytest.mark.skipif(not CLUSTER_URL, reason="CONVSTORE_TEST_CLUSTER_URL unset")
 KEYS = KeyLayout()

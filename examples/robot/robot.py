@@ -3,10 +3,15 @@ and the robot's message cycle (load; then the state change and the user's and th
 one write), over aiohttp.
 
     python examples/robot/robot.py --redis-url redis://127.0.0.1:6379/0 --port 8100
+
+Its store calls slower than SLOW_CALL_THRESHOLD_MS (default 50) go to the slow-call log in the
+same Redis, where the admin's "Slow calls" page and dashboard read them; SLOW_CALL_LOG=0 turns
+the log off.
 """
 
 import argparse
 import gc
+import os
 
 from aiohttp import web
 
@@ -16,6 +21,7 @@ from convstore import (
     SessionNotFound,
     StaleRevision,
     StoreUnavailable,
+    enable_slow_log,
 )
 
 STORE = web.AppKey("store", AsyncConversationStore)
@@ -110,6 +116,14 @@ def make_app(redis_url):
     return app
 
 
+def log_slow_calls(redis_url, environ=os.environ):
+    """The slow-call log, as the environment asks; None when SLOW_CALL_LOG=0."""
+    if environ.get("SLOW_CALL_LOG", "1") == "0":
+        return None
+    threshold = float(environ.get("SLOW_CALL_THRESHOLD_MS", "50")) / 1000
+    return enable_slow_log(redis_url, threshold=threshold, name="robot")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -117,6 +131,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=8100)
     options = parser.parse_args()
     app = make_app(options.redis_url)
+    log_slow_calls(options.redis_url)
     # What start-up made lives as long as the process: keep it out of Python's full garbage
     # collections, which otherwise stall the event loop for tens of milliseconds now and then
     # under load (measured: PERFORMANCE.md, the message cycle).

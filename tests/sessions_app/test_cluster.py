@@ -11,15 +11,17 @@ from io import StringIO
 
 import pytest
 import redis
+import redis.cluster
 from celery.contrib.testing.worker import start_worker
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.core.management import call_command
 
+from convstore import disable_slow_log
 from locks import exclusive
 from robotperf import health
 from robotperf.celery import app
-from sessions_app import maintenance
+from sessions_app import maintenance, slow_calls
 from sessions_app.models import ArchivedTurn
 from sessions_app.services import CompactionPolicy, compact_session, trim_history
 from tests.sessions_app.admin_pages import BIG, url
@@ -184,3 +186,18 @@ def test_readyz_asks_the_cluster_whether_it_is_ok(settings):
     }
     with pytest.raises(redis.ConnectionError):
         health.check_redis(1)
+
+
+def test_the_slow_call_log_is_written_to_the_cluster(store, settings):
+    settings.SLOW_CALL_LOG = True
+    settings.SLOW_CALL_THRESHOLD_MS = 0
+    slow_log = slow_calls.enable_from_settings()
+    try:
+        save_session(store, "slow-1", turns=3)
+        store.load("slow-1")
+    finally:
+        disable_slow_log()
+
+    assert isinstance(slow_log.client, redis.cluster.RedisCluster)
+    logged = {(call.call, call.conversation_id) for call in slow_calls.slow_calls()}
+    assert ("robot-v2.load-conversation", "slow-1") in logged

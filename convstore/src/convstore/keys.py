@@ -115,6 +115,18 @@ class KeyLayout:
         head, _, tail = self.legacy_format.partition("{cid}")
         return key[len(head) : len(key) - len(tail)]
 
+    # --- what every process writes about its calls (slowlog.py, latency.py) ------------------
+
+    @property
+    def slow_log(self) -> str:
+        """STREAM: one entry per store call slower than its process's threshold, capped."""
+        return f"{self.prefix}:slowlog"
+
+    def latency(self, minute: int) -> str:
+        """HASH: ``<call>:<bucket>`` -> calls of that minute (unix time // 60) whose duration
+        fell in that bucket (latency.py), summed over every process; expires after an hour."""
+        return f"{self.prefix}:latency:{minute}"
+
     # --- the admin's own keys: a cached census of every session, scratch space ---------------
 
     def census(self, part: str) -> str:
