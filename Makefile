@@ -82,9 +82,14 @@ serve-env:
 		echo '  export API_TOKEN="$$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")"' >&2; \
 		exit 1; fi
 
-# The project's suite, then the library's own (plain pytest, no Django).
+# The project's suite (its cluster tests start a cluster of their own), then the library's own
+# (plain pytest, no Django), on one Redis and on a local Redis Cluster started for it under var/.
+TEST_CLUSTER := python3 scripts/redis_cluster.py
 test: venv
 	$(call with_redis,$(MAKE) --no-print-directory lint && $(PY) -m pytest \
+		&& trap '$(ENSURE_REDIS) --stop $(VAR); $(TEST_CLUSTER) stop $(VAR)/test-cluster' EXIT \
+		&& CONVSTORE_TEST_CLUSTER_URL="$$($(TEST_CLUSTER) start $(VAR)/test-cluster \
+			--port 0)" && export CONVSTORE_TEST_CLUSTER_URL \
 		&& cd convstore && ../$(PY) -m pytest)
 
 bench: venv

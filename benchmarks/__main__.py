@@ -1,7 +1,8 @@
 """Runs benchmark sections and writes their figures into docs/PERFORMANCE.md.
 
 Usage: python -m benchmarks [section ...]
-(sections: store, slowlog, compression, async_store, cycle, compaction, admin, phonemes; none: all)
+(sections: store, slowlog, compression, async_store, cycle, cluster, compaction, admin,
+phonemes; none: all)
 
 Each section's figures sit between markers of its own in the file, with the time of the run
 that made them: running some sections replaces theirs and keeps the others'.
@@ -25,6 +26,7 @@ SECTIONS = [
     "compression",
     "async_store",
     "cycle",
+    "cluster",
     "compaction",
     "admin",
     "phonemes",

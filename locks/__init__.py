@@ -9,7 +9,14 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django_redis import get_redis_connection
-from redis.exceptions import ConnectionError, LockError, LockNotOwnedError, TimeoutError
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterError,
+    ConnectionError,
+    LockError,
+    LockNotOwnedError,
+    TimeoutError,
+)
 from redis.lock import Lock
 
 log = logging.getLogger(__name__)
@@ -55,13 +62,17 @@ class RunLock(Lock):
             return super().reacquire()
         except LockNotOwnedError:
             raise LockLost(self.name) from None
-        except (ConnectionError, TimeoutError) as e:
+        except (ConnectionError, TimeoutError, ClusterError) as e:
             raise _unavailable(self.redis, e) from e
 
 
 def _unavailable(client, error):
-    kwargs = client.connection_pool.connection_kwargs
-    where = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+    if isinstance(client, RedisCluster):
+        node = client.get_default_node()
+        where = f"redis://{node.host}:{node.port} (cluster)"
+    else:
+        kwargs = client.connection_pool.connection_kwargs
+        where = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
     return LockUnavailable(f"Redis at {where} is unreachable: {error}")
 
 
@@ -83,7 +94,7 @@ def exclusive(name, *, timeout, wait=0):
     )
     try:
         acquired = lock.acquire()
-    except (ConnectionError, TimeoutError) as e:
+    except (ConnectionError, TimeoutError, ClusterError) as e:
         raise _unavailable(client, e) from e
     if not acquired:
         raise LockHeld(name)
@@ -92,6 +103,6 @@ def exclusive(name, *, timeout, wait=0):
     finally:
         try:
             lock.release()
-        except (LockError, ConnectionError, TimeoutError):
+        except (LockError, ConnectionError, TimeoutError, ClusterError):
             # An expired lock, or a Redis gone: the run's own outcome is what to report.
             log.warning("lock %s expired before the run ended; another run may overlap", name)

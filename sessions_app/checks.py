@@ -110,6 +110,7 @@ def store_limits():
             1,
             MAX_COUNT,
         ),
+        ("STORE_WAIT_REPLICAS", "ROBOTPERF_STORE['WAIT_REPLICAS']", store["WAIT_REPLICAS"], 0, 100),
     ]
     for name, low in COMPACTION_LOWEST.items():
         high = MAX_SECONDS if name in COMPACTION_SECONDS else MAX_COUNT

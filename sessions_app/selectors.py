@@ -7,6 +7,8 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
+from redis.cluster import RedisCluster
+
 from convstore import MinuteLatency
 from convstore.keys import INC, check_cid
 from phonemes import selectors as phoneme_selectors
@@ -204,8 +206,15 @@ before INFO shows it used up (the refused write is not counted)."""
 
 
 def redis_memory() -> RedisMemory:
-    """How much memory Redis uses, and how much it may (INFO memory)."""
-    info = get_store().client.info("memory")
+    """How much memory Redis uses, and how much it may (INFO memory); on a cluster, its
+    fullest primary's (one full node refuses the writes of its slots)."""
+    client = get_store().client
+    if isinstance(client, RedisCluster):
+        infos = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+        infos = [infos] if "used_memory" in infos else list(infos.values())
+        info = max(infos, key=lambda i: i["used_memory"] / (i["maxmemory"] or float("inf")))
+    else:
+        info = client.info("memory")
     return RedisMemory(
         used=info["used_memory"],
         maxmemory=info["maxmemory"],

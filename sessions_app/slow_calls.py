@@ -6,6 +6,7 @@ import sys
 import time
 
 from django.conf import settings
+from redis.cluster import RedisCluster
 
 from convstore import (
     MinuteLatency,
@@ -36,8 +37,13 @@ def enable_from_settings() -> SlowCallLog | None:
     if not settings.SLOW_CALL_LOG or observing_limits():  # robotperf.E002 names the number
         return None
     cache = settings.CACHES[settings.ROBOTPERF_STORE["CACHE_ALIAS"]]
+    target = redis_url(cache)
+    if settings.ROBOTPERF_STORE["CLUSTER"]:
+        # A client of the cluster, of its own (the library's own from a URL is of one Redis).
+        options = {"socket_timeout": 1, "socket_connect_timeout": 1, "max_connections": 2}
+        target = RedisCluster.from_url(target, **options)
     return enable_slow_log(
-        redis_url(cache),
+        target,
         threshold=settings.SLOW_CALL_THRESHOLD_MS / 1000,
         maxlen=settings.SLOW_CALL_LOG_MAXLEN,
         name=process_name(sys.argv),

@@ -54,6 +54,8 @@ def _options():
         "legacy_reads": config["LEGACY_READS"],
         "archive": DatabaseArchive(),
         "bot_config_cache_size": config["BOT_CONFIG_CACHE_SIZE"],
+        "wait_replicas": config["WAIT_REPLICAS"],
+        "wait_timeout": config["WAIT_TIMEOUT"],
     }
     return alias, settings.CACHES[alias], options
 
@@ -72,7 +74,8 @@ def redis_url(cache):
 
 @functools.cache
 def get_store():
-    """The process's store, on the raw client of the cache alias named in ``ROBOTPERF_STORE``."""
+    """The process's store, on the raw client of the cache alias named in ``ROBOTPERF_STORE``
+    (a RedisCluster's when the alias is on a cluster)."""
     alias, cache, options = _options()
     client = caches[alias].client.get_client(write=True)
     return ConversationStore(client, codec_from_options(cache["OPTIONS"]), **options)
@@ -90,7 +93,11 @@ def get_async_store():
         **socket.get("CONNECTION_POOL_KWARGS", {}),
     }
     return AsyncConversationStore(
-        url, codec_from_options(cache["OPTIONS"]), client_options=client_options, **options
+        url,
+        codec_from_options(cache["OPTIONS"]),
+        cluster=settings.ROBOTPERF_STORE["CLUSTER"],
+        client_options=client_options,
+        **options,
     )
 
 

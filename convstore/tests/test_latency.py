@@ -19,6 +19,9 @@ from tests.conftest import URL
 WIDTH = 2 ** (1 / 4)
 
 
+pytestmark = pytest.mark.single_redis  # clients of one Redis, made from its URL
+
+
 def close(estimate, true):
     return abs(math.log2(estimate / true)) <= math.log2(WIDTH)
 

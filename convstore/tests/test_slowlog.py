@@ -26,6 +26,9 @@ KEY = KeyLayout().slow_log
 LOAD = "robot-v2.load-conversation"
 
 
+pytestmark = pytest.mark.single_redis  # clients of one Redis, made from its URL
+
+
 @pytest.fixture(autouse=True)
 def _disabled_afterwards():
     yield
