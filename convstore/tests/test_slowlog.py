@@ -193,6 +193,16 @@ def test_entries_written_by_someone_else_are_read_as_they_are(redis_client):
     assert (by_hand.call, by_hand.conversation_id, by_hand.at) == ("", "", None)
 
 
+@pytest.mark.parametrize("number", ["nan", "inf", "-inf", "-5", "1e400"])
+def test_a_time_or_duration_no_call_could_have_is_read_as_none(redis_client, number):
+    phases = '[["redis", -1], ["decode", 2]]'
+    redis_client.xadd(KEY, {"call": LOAD, "ms": number, "at": number, "phases": phases})
+
+    (odd,) = read_slow_calls(redis_client)
+    assert (odd.seconds, odd.at) == (None, None)
+    assert odd.phases == (("decode", 0.002),)
+
+
 def test_a_key_of_another_type_is_a_clear_error(redis_client):
     redis_client.set(KEY, "not a stream")
     with pytest.raises(StoreError, match="rp:slowlog cannot be read as the slow-call log"):
