@@ -21,6 +21,8 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 LOAD = "robot-v2.load-conversation"
 SAVE = "robot-v2.save-conversation"
 HOSTILE_ID = "<script>window.pwned = 'id'</script>"
+LINES = "e => { const r = new Range(); r.selectNodeContents(e); return r.getClientRects().length }"
+"""The lines an element's text takes."""
 HOSTILE_CALL = "<img src=x onerror=\"window.pwned = 'call'\">"
 
 
@@ -204,3 +206,37 @@ def test_ids_and_call_names_holding_markup_are_shown_as_text(page, live_server, 
 
     assert page.evaluate("window.pwned") is None
     assert dialogs == []
+
+
+@pytest.mark.browser
+def test_a_full_page_of_odd_entries_stays_inside_the_page(page, live_server, store):
+    """Another writer's entries: ids, errors and process names far wider than the page, and
+    numbers no call could have; and as many rows as the page shows, in a box of its own."""
+    pipe = store.client.pipeline(transaction=False)
+    for i in range(slow_calls.SHOWN):
+        fields = {"call": LOAD, "cid": f"c-{i}", "ms": "1.5", "at": f"{time.time():.6f}"}
+        pipe.xadd(store.keys.slow_log, fields)
+    wide = {"call": LOAD, "cid": "w" * 400, "error": "E" * 400, "process": "p" * 400}
+    pipe.xadd(store.keys.slow_log, {**wide, "ms": "1e300", "at": "1e30", "name": "n" * 400})
+    pipe.xadd(store.keys.slow_log, {"call": LOAD, "cid": "odd", "ms": "nan", "at": "-inf"})
+    pipe.execute()
+    log_in(page, live_server)
+    page.goto(live_server.url + url("slow_calls"))
+
+    expect(page.locator("#slow-calls caption")).to_have_text("200 slow calls, newest first")
+    odd, wide_row = page.locator("#slow-calls tr.slow-call").all()[:2]
+    expect(odd.locator("td.field-took")).to_have_text("—")
+    expect(odd.locator("td.field-at")).to_have_text("")
+    expect(wide_row.locator("td.field-at")).to_have_text("")
+    # Nothing wider than the window; the rows scroll in their box, under the filters.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"]
+    box = page.locator("#slow-calls-box").evaluate(
+        "box => [box.clientHeight, box.scrollHeight, box.scrollWidth, box.clientWidth]"
+    )
+    assert box[0] <= 520 < box[1]
+    assert box[2] <= box[3]
+    # And every header on one line.
+    for name in ("When", "Call", "Conversation", "Session size"):
+        header = page.locator("#slow-calls thead th", has_text=name)
+        assert header.evaluate(LINES) == 1, name
