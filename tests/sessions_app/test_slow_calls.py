@@ -13,7 +13,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.urls import reverse
 
-from convstore import disable_slow_log
 from sessions_app import slow_calls
 from tests.sessions_app.admin_pages import BIG, url
 from tests.sessions_app.factories import save_session
@@ -22,16 +21,6 @@ from tests.sessions_app.test_admin import grant
 pytestmark = pytest.mark.django_db
 LOAD = "robot-v2.load-conversation"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def slow_log(settings):
-    """The log as every process enables it, logging every call (threshold 0)."""
-    settings.SLOW_CALL_LOG = True
-    settings.SLOW_CALL_THRESHOLD_MS = 0
-    enabled = slow_calls.enable_from_settings()
-    yield enabled
-    disable_slow_log()
 
 
 def rows(page):

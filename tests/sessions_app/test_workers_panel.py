@@ -1,6 +1,8 @@
 """The dashboard's workers panel with a real Celery worker running a task, with none, and with
-the broker unreachable: what it says, and that it never takes much longer than its timeout."""
+the broker unreachable: what it says, and that it never takes much longer than its timeout; and
+the panel in the dashboard's frame, in a real Chromium."""
 
+import os
 import threading
 import time
 
@@ -8,13 +10,16 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from playwright.sync_api import expect
 
 from robotperf.celery import app
 from tests.redis_servers import free_port
-from tests.sessions_app.admin_pages import url
+from tests.sessions_app.admin_pages import log_in, url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 0.5
+# Playwright's sync API runs an event loop in this thread; the ORM calls here are still sync.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 released = threading.Event()
 
 
@@ -108,3 +113,23 @@ def test_the_dashboard_frames_the_panel_and_does_not_wait_for_it(admin_client):
     response = admin_client.get(url("dashboard"))
     assert f'<iframe src="{url("workers")}"' in response.content.decode()
     assert admin_client.get(url("workers"))["X-Frame-Options"] == "SAMEORIGIN"
+
+
+@pytest.mark.browser
+def test_the_dashboard_shows_a_running_worker_by_name(page, live_server, worker, celery_queue):
+    running = wait_for_release.apply_async(queue=celery_queue)
+    deadline = time.monotonic() + 10
+    while app.AsyncResult(running.id).state != "STARTED" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log_in(page, live_server)
+    page.goto(live_server.url + url("dashboard"))
+
+    panel = page.frame_locator("#workers iframe")
+    expect(panel.locator("body")).to_have_attribute("data-answered", "1")
+    expect(panel.locator("tr.worker th.field-name")).to_have_text(worker.hostname)
+    expect(panel.locator("tr.worker .task")).to_have_text("tests.sessions_app.wait_for_release")
+    expect(panel.locator("#no-worker")).to_have_count(0)
+    # The frame shows the whole panel: nothing of it is cut off below.
+    height = page.locator("#workers iframe").evaluate("frame => frame.clientHeight")
+    content = panel.locator("html").evaluate("html => html.scrollHeight")
+    assert content <= height, (content, height)

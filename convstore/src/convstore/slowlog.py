@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import queue
 import socket
@@ -333,9 +334,10 @@ def _slow_call(entry_id: bytes, fields: dict[bytes, bytes]) -> SlowCall:
 
     def number(name: str) -> float | None:
         try:
-            return float(text(name))
+            value = float(text(name))
         except ValueError:
             return None
+        return value if _seconds(value) else None
 
     def whole(name: str) -> int | None:
         value = text(name)
@@ -367,5 +369,10 @@ def _phases(raw: bytes) -> tuple[tuple[str, float], ...]:
     return tuple(
         (str(item[0]), float(item[1]) / 1000)
         for item in value
-        if isinstance(item, list) and len(item) == 2 and isinstance(item[1], int | float)
+        if isinstance(item, list) and len(item) == 2 and _seconds(item[1])
     )
+
+
+def _seconds(value: object) -> bool:
+    """Whether ``value`` can be a duration or a time: a finite number >= 0 (not "nan", "-5")."""
+    return isinstance(value, int | float) and math.isfinite(value) and value >= 0
