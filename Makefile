@@ -63,11 +63,16 @@ serve: export ALLOWED_HOSTS ?= 127.0.0.1,localhost
 serve: export BIND ?= 127.0.0.1:8000
 serve: export WEB_CONCURRENCY ?= 2
 serve: export CELERY_CONCURRENCY ?= 2
+# Every process of the stack writes its metrics there and /metrics adds them up; the values of
+# the last run are cleared first (the counters start again from 0, as after any restart).
+serve: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/$(VAR)/prometheus
 serve: export PHONEME_HOST := $(firstword $(subst :, ,$(lastword $(subst /, ,$(PHONEME_URL)))))
 serve: export PHONEME_PORT := $(lastword $(subst :, ,$(lastword $(subst /, ,$(PHONEME_URL)))))
 serve: serve-env venv
+	mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	$(call with_redis,$(PY) manage.py collectstatic --noinput -v 0 \
 		&& $(PY) manage.py check --deploy --fail-level ERROR \
+		&& find "$$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete \
 		&& $(VENV)/bin/honcho start -f Procfile.serve)
 
 # Secrets are never made up for production: without them, say how to set them, before any set-up.
@@ -81,11 +86,16 @@ serve-env:
 		echo '  export API_TOKEN="$$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")"' >&2; \
 		exit 1; fi
 
-# The project's suite, its archive tests on PostgreSQL, then the library's own (plain pytest,
-# no Django).
+# The project's suite (its cluster tests start a cluster of their own), its archive tests on
+# PostgreSQL, then the library's own (plain pytest, no Django), on one Redis and on a local
+# Redis Cluster started for it under var/.
+TEST_CLUSTER := python3 scripts/redis_cluster.py
 test: venv
 	$(call with_redis,$(MAKE) --no-print-directory lint && $(PY) -m pytest \
 		&& $(MAKE) --no-print-directory test-postgres \
+		&& trap '$(ENSURE_REDIS) --stop $(VAR); $(TEST_CLUSTER) stop $(VAR)/test-cluster' EXIT \
+		&& CONVSTORE_TEST_CLUSTER_URL="$$($(TEST_CLUSTER) start $(VAR)/test-cluster \
+			--port 0)" && export CONVSTORE_TEST_CLUSTER_URL \
 		&& cd convstore && ../$(PY) -m pytest)
 
 # The archive and compaction against PostgreSQL, the production database (COPY, its errors);

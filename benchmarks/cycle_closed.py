@@ -132,12 +132,29 @@ def _run(kind, *args):
     return _sync_run(*args)
 
 
-def _child(kind, args, results):
+def _child(function, args, results):
     try:
-        results.put(_run(kind, *args))
+        results.put(function(*args))
     except BaseException as e:  # the parent raises it: a child's traceback alone is lost
         results.put(f"{type(e).__name__}: {e}")
         raise
+
+
+def forked(function, groups):
+    """``function(*args)`` for each ``args`` of ``groups``, each in a forked process (they
+    inherit Django's settings and the seeded sessions' names), all at once; their results."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    children = [context.Process(target=_child, args=(function, args, results)) for args in groups]
+    for child in children:
+        child.start()
+    answers = [results.get() for _ in children]
+    for child in children:
+        child.join()
+    failed = [answer for answer in answers if isinstance(answer, str)]
+    if failed:
+        raise RuntimeError(f"a benchmark process failed: {failed[0]}")
+    return answers
 
 
 def rate(kind, processes, way, size, names, per):
@@ -145,22 +162,9 @@ def rate(kind, processes, way, size, names, per):
     if processes == 1:
         spans = [_run(kind, way, size, names, per, None)]
     else:
-        # fork: the children inherit Django's settings and the seeded sessions' names.
-        context = multiprocessing.get_context("fork")
         groups = [names[i::processes] for i in range(processes) if names[i::processes]]
-        barrier, results = context.Barrier(len(groups)), context.Queue()
-        children = [
-            context.Process(target=_child, args=(kind, (way, size, group, per, barrier), results))
-            for group in groups
-        ]
-        for child in children:
-            child.start()
-        spans = [results.get() for _ in children]
-        for child in children:
-            child.join()
-        failed = [span for span in spans if isinstance(span, str)]
-        if failed:
-            raise RuntimeError(f"a benchmark process failed: {failed[0]}")
+        barrier = multiprocessing.get_context("fork").Barrier(len(groups))
+        spans = forked(_run, [(kind, way, size, group, per, barrier) for group in groups])
     started, ended = min(s for s, _ in spans), max(e for _, e in spans)
     return len(names) * per / (ended - started)
 

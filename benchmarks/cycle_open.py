@@ -2,14 +2,18 @@
 whatever the robot's backlog, each on a conversation drawn at random, and each is timed from its
 arrival (not from when the robot got to it).
 
-One process, one event loop, a task per message, as an asyncio web service runs its handlers;
-a conversation's messages are handled one at a time (a lock per conversation), and at most
-``IN_FLIGHT`` messages are in hand at once, the rest wait (their wait counts), so an overloaded
-run cannot exhaust memory. A run stops ``DRAIN`` seconds after its last arrival: messages not
-answered by then count as answered too late.
+A robot process is one event loop, a task per message, as an asyncio web service runs its
+handlers; a conversation's messages are handled one at a time (a lock per conversation), and at
+most ``IN_FLIGHT`` messages are in hand at once, the rest wait (their wait counts), so an
+overloaded run cannot exhaust memory. A run stops ``DRAIN`` seconds after its last arrival:
+messages not answered by then count as answered too late. The store is run in one robot process
+and in two (each serving half of the conversations, at half the rate, as a load balancer that
+keeps a conversation on one process would), each set up as OPERATIONS.md says: `gc.freeze()`
+once started, so that Python's full collections skip what start-up made.
 """
 
 import asyncio
+import gc
 import os
 import random
 import time
@@ -18,11 +22,12 @@ from dataclasses import dataclass
 
 import redis.asyncio
 
-from benchmarks.cycle_closed import OLD_TIMEOUT, url
+from benchmarks.cycle_closed import OLD_TIMEOUT, forked, url
 from benchmarks.cycle_work import old_message, store_message
 from sessions_app.store import get_async_store, get_store
 
 RATES = (100, 300, 1_000)
+PROCESSES = (1, 2)
 LADDER = (10, 30, 50, 200, 500)
 """More rates, run for a third of the time, to find the highest each way sustains."""
 SECONDS = float(os.environ.get("BENCH_CYCLE_SECONDS", "30"))
@@ -93,7 +98,7 @@ async def _open_loop(message, names, rate, seconds, seed):
     return Run(rate, seconds, arrived, latencies, errors)
 
 
-async def _run_way(way, size, names, plan):
+async def _run_way(way, size, names, plan, process=0):
     turns = (size.user_turn(), size.bot_turn())
     if way == "store":
         store = get_async_store()
@@ -116,8 +121,11 @@ async def _run_way(way, size, names, plan):
         close = client.aclose
     try:
         await asyncio.gather(*warm)
-        # The same arrivals for both ways at a rate: the seed is the rate.
-        return [await _open_loop(message, names, rate, seconds, rate) for rate, seconds in plan]
+        # The same arrivals for both ways at a rate: the seed is the rate (and the process).
+        return [
+            await _open_loop(message, names, rate, seconds, f"{rate}/{process}")
+            for rate, seconds in plan
+        ]
     finally:
         await close()
 
@@ -128,14 +136,47 @@ def plan():
     return sorted(runs)
 
 
-def measure(sessions, size, conversations, old_capacity):
-    """{way: [Run]}: the store at every rate, the old way at the rates it can sustain."""
+def _robot_process(way, size, names, runs, process, freeze):
+    """One robot process's runs (forked): its share of each rate, on its conversations."""
+    if freeze:
+        gc.freeze()
+    return asyncio.run(_run_way(way, size, names, runs, process))
+
+
+def merged(runs):
+    """One Run of the processes' runs of the same rate."""
+    return Run(
+        round(sum(run.rate for run in runs)),
+        runs[0].seconds,
+        sum(run.arrived for run in runs),
+        [latency for run in runs for latency in run.latencies],
+        sum((run.errors for run in runs), Counter()),
+    )
+
+
+def in_processes(way, size, names, runs, processes, *, freeze=True):
+    """The ``runs`` (rate, seconds) spread over ``processes`` robot processes, merged."""
+    groups = [
+        (way, size, names[i::processes], [(rate / processes, s) for rate, s in runs], i, freeze)
+        for i in range(processes)
+    ]
+    per_process = forked(_robot_process, groups)
+    return [merged([own[i] for own in per_process]) for i in range(len(runs))]
+
+
+def measure(sessions, size, conversations, old_capacity, without_freeze_at):
+    """{(way, processes): [Run]}: the store at every rate, the old way (one process) at the
+    rates it can sustain; and ("store", "no freeze"): one process without `gc.freeze()`, at the
+    rate ``without_freeze_at``."""
     store_names = [size.cid(i) for i in range(conversations)]
     old_names = [size.legacy_cid(i) for i in range(conversations)]
-    runs = {"store": asyncio.run(_run_way("store", size, store_names, plan()))}
+    runs = {("store", n): in_processes("store", size, store_names, plan(), n) for n in PROCESSES}
+    runs["store", "no freeze"] = in_processes(
+        "store", size, store_names, [(without_freeze_at, SECONDS)], 1, freeze=False
+    )
     old_plan = [(rate, s) for rate, s in plan() if rate <= HEADROOM * old_capacity]
     if not old_plan:  # a rate it can keep up with, to compare latencies at all
         old_plan = [(max(1, int(HEADROOM * old_capacity / 2)), SECONDS / 3)]
     sessions.reset(size, conversations)
-    runs["old"] = asyncio.run(_run_way("old", size, old_names, old_plan))
+    runs["old", 1] = in_processes("old", size, old_names, old_plan, 1)
     return runs

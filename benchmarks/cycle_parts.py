@@ -9,18 +9,22 @@ import time
 import redis.asyncio
 
 from benchmarks.cycle_closed import url
-from benchmarks.cycle_work import old_message, store_message
+from benchmarks.cycle_work import four_calls_message, old_message, store_message
 from benchmarks.timing import measure as measure_call
 from sessions_app.store import get_async_store, get_store
 
 STORE_PHASES = (
+    "`load(window=20)`",
+    "`update_state` of `record`, `append=` both turns",
+)
+FOUR_CALLS_PHASES = (
     "`load(window=20)`",
     "`append_turns`, the user's turn",
     "`update_state`, `record`",
     "`append_turns`, the bot's turn",
 )
 OLD_PHASES = ("GET", "`json.loads` + change + `json.dumps`", "SET")
-MESSAGES = {"store": 200, "old": 20}
+MESSAGES = {"store": 200, "four_calls": 200, "old": 20}
 
 
 class Marks:
@@ -62,6 +66,10 @@ async def _measure(size):
             "store": await _messages(
                 lambda mark: store_message(store, size.cid(0), size, turns, mark),
                 MESSAGES["store"],
+            ),
+            "four_calls": await _messages(
+                lambda mark: four_calls_message(store, size.cid(0), size, turns, mark),
+                MESSAGES["four_calls"],
             ),
             "old": await _messages(
                 lambda mark: old_message(client, legacy, size, turns, mark), MESSAGES["old"]

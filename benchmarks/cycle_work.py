@@ -1,10 +1,11 @@
 """The robot's message cycle, the store's way and the old way, sync and async; its sessions.
 
-One message, the store's way: `load(window=20)`, append the user's turn, `update_state` of
-`record` (a loop count changed) with the loaded `_rev` (loaded again and retried once on
-StaleRevision), append the bot's turn. The old way: GET the blob, `json.loads`, change the record
-and append both turns, `json.dumps`, SET. Sessions come from the demo generator, one template per
-size copied under as many ids as a run needs: their content never changes what a message costs.
+One message, the store's way: `load(window=20)`, then `update_state` of `record` (a loop count
+changed) with the user's and the bot's turns appended in the same write (`append=`), checked
+against the loaded `_rev` (loaded again and retried once on StaleRevision). The old way: GET the
+blob, `json.loads`, change the record and append both turns, `json.dumps`, SET. Sessions come
+from the demo generator, one template per size copied under as many ids as a run needs: their
+content never changes what a message costs.
 """
 
 import json
@@ -62,20 +63,33 @@ def _bump(record, step):
 
 
 async def store_message(store, cid, size, turns, mark=_nothing):
-    """One message on the async store; ``mark`` is called after each of its four calls."""
+    """One message on the async store: the load, then `record` and both turns in one write;
+    ``mark`` is called after each of the two calls."""
     session = await store.load(cid, window=WINDOW)
-    mark()
-    await store.append_turns(cid, [turns[0]])
     mark()
     for retry in (False, True):
         _bump(session["record"], size.step)
         try:
-            await store.update_state(cid, {"record": session["record"]}, session["_rev"])
+            await store.update_state(
+                cid, {"record": session["record"]}, session["_rev"], append=turns
+            )
             break
         except StaleRevision:
             if retry:
                 raise
             session = await store.load(cid, window=0)
+    mark()
+
+
+async def four_calls_message(store, cid, size, turns, mark=_nothing):
+    """The same message as four calls, each turn appended on its own (the cycle before
+    `append=`); ``mark`` after each call."""
+    session = await store.load(cid, window=WINDOW)
+    mark()
+    await store.append_turns(cid, [turns[0]])
+    mark()
+    _bump(session["record"], size.step)
+    await store.update_state(cid, {"record": session["record"]}, session["_rev"])
     mark()
     await store.append_turns(cid, [turns[1]])
     mark()
@@ -85,19 +99,15 @@ def sync_store_message(store, cid, size, turns, mark=_nothing):
     """`store_message` on the sync store."""
     session = store.load(cid, window=WINDOW)
     mark()
-    store.append_turns(cid, [turns[0]])
-    mark()
     for retry in (False, True):
         _bump(session["record"], size.step)
         try:
-            store.update_state(cid, {"record": session["record"]}, session["_rev"])
+            store.update_state(cid, {"record": session["record"]}, session["_rev"], append=turns)
             break
         except StaleRevision:
             if retry:
                 raise
             session = store.load(cid, window=0)
-    mark()
-    store.append_turns(cid, [turns[1]])
     mark()
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import lz4.frame
 import orjson
 
-from benchmarks import floors
+from benchmarks import floors, observers
 from benchmarks.timing import Timing, measure_rounds, measure_together, ratio, summary, verdict
 from convstore import keys as fields
 from convstore.codec import LZ4_MAGIC, bot_config_digest, split_turn_item
@@ -102,13 +102,17 @@ def run():
         rounds = {case.label: measure_case(store, case) for case in cases}
         parts = {case.label: measure_parts(store, case) for case in cases}
         trips = floors.round_trips(store, cases[0].cid, cases[0].turn())
+        observed = observers.measure(store, cases[0].cid, WINDOW)
     finally:
         for case in cases:
             store.delete(case.cid)
             store.delete(case.legacy_cid)
         for digest in digests:
             store.client.delete(store.keys.bot_config(digest))
-    return report(cases, rounds, parts, sizes, trips)
+    metrics = observers.report(
+        cases[0].label, observed, observers.observer_alone(), observers.traced_call()
+    )
+    return report(cases, rounds, parts, sizes, trips) + "\n" + metrics
 
 
 def seed(store, case, digests):

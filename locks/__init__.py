@@ -10,7 +10,14 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django_redis import get_redis_connection
-from redis.exceptions import ConnectionError, LockError, LockNotOwnedError, TimeoutError
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterError,
+    ConnectionError,
+    LockError,
+    LockNotOwnedError,
+    TimeoutError,
+)
 from redis.lock import Lock
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,7 @@ class RunLock(Lock):
             return super().reacquire()
         except LockNotOwnedError:
             raise LockLost(self.name) from None
-        except (ConnectionError, TimeoutError) as e:
+        except (ConnectionError, TimeoutError, ClusterError) as e:
             raise _unavailable(self.redis, e) from e
 
 
@@ -64,8 +71,12 @@ RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL'
 
 
 def _unavailable(client, error):
-    kwargs = client.connection_pool.connection_kwargs
-    where = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+    if isinstance(client, RedisCluster):
+        node = client.get_default_node()
+        where = f"redis://{node.host}:{node.port} (cluster)"
+    else:
+        kwargs = client.connection_pool.connection_kwargs
+        where = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
     return LockUnavailable(f"Redis at {where} is unreachable: {error}")
 
 
@@ -87,7 +98,7 @@ def exclusive(name, *, timeout, wait=0):
     )
     try:
         acquired = lock.acquire()
-    except (ConnectionError, TimeoutError) as e:
+    except (ConnectionError, TimeoutError, ClusterError) as e:
         raise _unavailable(client, e) from e
     if not acquired:
         raise LockHeld(name)
@@ -96,7 +107,7 @@ def exclusive(name, *, timeout, wait=0):
     finally:
         try:
             lock.release()
-        except (LockError, ConnectionError, TimeoutError):
+        except (LockError, ConnectionError, TimeoutError, ClusterError):
             # An expired lock, or a Redis gone: the run's own outcome is what to report.
             log.warning("lock %s expired before the run ended; another run may overlap", name)
 
@@ -112,23 +123,31 @@ def exclusive_each(names, *, timeout):
     config = settings.ROBOTPERF_LOCKS
     client = get_redis_connection(config["CACHE_ALIAS"])
     acquire, release = client.register_script(RunLock.ACQUIRE), client.register_script(RELEASE)
-    tokens = {name: secrets.token_hex(16) for name in names}
-    keys = {name: config["KEY_PREFIX"] + name for name in names}
+    tokens = {config["KEY_PREFIX"] + name: (name, secrets.token_hex(16)) for name in names}
     try:
-        pipe = client.pipeline(transaction=False)
-        for name, token in tokens.items():
-            acquire(keys=[keys[name]], args=[token, int(timeout * 1000)], client=pipe)
-        taken = pipe.execute()
-    except (ConnectionError, TimeoutError) as e:
+        taken = _run_each(
+            client,
+            acquire,
+            [([key], [token, int(timeout * 1000)]) for key, (_, token) in tokens.items()],
+        )
+    except (ConnectionError, TimeoutError, ClusterError) as e:
         raise _unavailable(client, e) from e
-    held = {name for name, ok in zip(tokens, taken, strict=True) if ok}
+    held = {key: tokens[key] for key, ok in zip(tokens, taken, strict=True) if ok}
     try:
-        yield held
+        yield {name for name, _ in held.values()}
     finally:
         try:
-            pipe = client.pipeline(transaction=False)
-            for name in held:
-                release(keys=[keys[name]], args=[tokens[name]], client=pipe)
-            pipe.execute()
-        except (ConnectionError, TimeoutError):
+            _run_each(client, release, [([key], [token]) for key, (_, token) in held.items()])
+        except (ConnectionError, TimeoutError, ClusterError):
             log.warning("%d locks could not be released; they expire by themselves", len(held))
+
+
+def _run_each(client, script, calls):
+    """The replies of ``script`` for each (keys, args) of ``calls``: in one pipeline, or one by
+    one on a cluster (its pipelines take no script, and the keys are in slots of their own)."""
+    if isinstance(client, RedisCluster):
+        return [script(keys=keys, args=args) for keys, args in calls]
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        script(keys=keys, args=args, client=pipe)
+    return pipe.execute()

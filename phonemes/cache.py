@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import weakref
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import batched
 
@@ -29,7 +29,9 @@ from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
+from phonemes import metrics
 from phonemes.client import get_client
+from phonemes.lru import BoundedLRU
 from phonemes.models import PhonemeCacheCounter, PhonemeCacheEntry, entry_digest
 from phonemes.text import check_lang, normalize_text
 
@@ -38,9 +40,6 @@ log = logging.getLogger(__name__)
 # Tier-1 keys are "<lang><SEP><normalized text>": one string hashes faster and weighs less than
 # a tuple, and the separator cannot survive normalization of a text (it is whitespace).
 SEP = "\x1f"
-# Bytes an entry costs beyond its key and value objects: the OrderedDict's hash slot and
-# linked-list node. Measured by the tier-1 memory benchmark (benchmarks/phonemes.py).
-ENTRY_OVERHEAD = 192
 # Flush early when this many distinct texts wait for a hit-count write.
 MAX_PENDING_TOUCHES = 10_000
 # How often the background thread looks for counts whose interval is over.
@@ -48,57 +47,6 @@ FLUSHER_TICK = 1.0
 _live_caches = weakref.WeakSet()
 _flusher_lock = threading.Lock()
 _flusher_pid = None
-
-
-def entry_size(key, value):
-    """Approximate bytes of one tier-1 entry; phoneme strings are interned, so shared."""
-    return sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD
-
-
-class BoundedLRU:
-    """A least-recently-used map bounded by entry count and by bytes; safe across threads."""
-
-    def __init__(self, *, max_entries, max_bytes):
-        if max_entries < 1 or max_bytes < 1:
-            raise ValueError("a tier-1 cache needs max_entries >= 1 and max_bytes >= 1")
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._data = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self):
-        return len(self._data)
-
-    def get(self, key):
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key, value):
-        size = entry_size(key, value)
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self.bytes -= entry_size(key, old)
-            self._data[key] = value
-            self.bytes += size
-            while len(self._data) > self.max_entries or self.bytes > self.max_bytes:
-                old_key, old_value = self._data.popitem(last=False)
-                self.bytes -= entry_size(old_key, old_value)
-
-    def discard(self, key):
-        with self._lock:
-            value = self._data.pop(key, None)
-            if value is not None:
-                self.bytes -= entry_size(key, value)
-
-    def _after_fork(self):
-        self._lock = threading.Lock()
 
 
 class PhonemeCache:
@@ -150,6 +98,7 @@ class PhonemeCache:
     def forget(self, *, text, lang):
         """Drop a normalized text from this process's tier 1 (its row was evicted)."""
         self.tier1.discard(lang + SEP + text)
+        metrics.tier1_resized(self.tier1)
 
     # --- sync -------------------------------------------------------------------------
 
@@ -208,13 +157,16 @@ class PhonemeCache:
             found.update(fetched)
         for key, phonemes in found.items():
             self.tier1.put(key, phonemes)
+        metrics.tier1_resized(self.tier1)
         return found, bool(missing)
 
     def _fetch_all(self, keys, lang):
         """Fetch texts concurrently: all but the first on worker threads, the first here; all
         wait for a pooled connection until one deadline, the request's."""
         first, *rest = keys
-        fetch = functools.partial(self.client.phonemes, deadline=self.client.deadline())
+        fetch = metrics.timed_upstream(
+            functools.partial(self.client.phonemes, deadline=self.client.deadline())
+        )
         futures = [(k, self._fetcher().submit(fetch, text_of(k), lang)) for k in rest]
         fetched = {first: freeze(fetch(text_of(first), lang))}
         for key, future in futures:
@@ -277,10 +229,13 @@ class PhonemeCache:
             phonemes = found[key]
             self._record(PhonemeCacheCounter.TIER2_HITS, [key])
         else:
-            phonemes = freeze(await self.client.aphonemes(text_of(key), lang))
+            phonemes = freeze(
+                await metrics.timed_upstream(self.client.aphonemes)(text_of(key), lang)
+            )
             await sync_to_async(self._write_tier2)({key: phonemes}, lang)
             self._record(PhonemeCacheCounter.MISSES, [key])
         self.tier1.put(key, phonemes)
+        metrics.tier1_resized(self.tier1)
         return phonemes, not found
 
     # --- tier 2 and hit counts ----------------------------------------------------------
@@ -313,6 +268,7 @@ class PhonemeCache:
 
     def _record(self, name, keys):
         """Count lookups of one kind, and hits for a later write; True when a flush is due."""
+        metrics.count_lookups(name, len(keys))
         with self._lock:
             self._counts[name] += len(keys)
             if name != PhonemeCacheCounter.MISSES:

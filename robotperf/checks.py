@@ -1,9 +1,12 @@
-"""Project-wide system checks: with DEBUG off, the variables a deployment must set.
+"""Project-wide system checks: with DEBUG off, the variables a deployment must set; who may
+read /metrics.
 
 Settings give SECRET_KEY, ALLOWED_HOSTS and API_TOKEN a development default only while DEBUG is
 on; without one, a server would answer 400 to every host, or refuse the robot's API. A check
 error names the variable, so `manage.py check`, migrate and `make serve` stop before serving.
 """
+
+import ipaddress
 
 from django.conf import settings
 from django.core import checks
@@ -35,3 +38,21 @@ def missing_production_settings():
     if not settings.ROBOTPERF_API["TOKEN"]:
         missing.append("API_TOKEN")
     return missing
+
+
+def check_metrics_settings(app_configs=None, **kwargs):
+    """robotperf.E004 for each address of METRICS_ALLOWED_NETWORKS that is no network."""
+    errors = []
+    for spelled in settings.ROBOTPERF_METRICS["ALLOWED_NETWORKS"]:
+        try:
+            ipaddress.ip_network(spelled, strict=False)
+        except ValueError as e:
+            errors.append(
+                checks.Error(
+                    f"METRICS_ALLOWED_NETWORKS: {e}",
+                    hint="addresses or networks, comma-separated, e.g. 127.0.0.0/8,::1,10.0.0.0/8",
+                    obj="METRICS_ALLOWED_NETWORKS",
+                    id="robotperf.E004",
+                )
+            )
+    return errors

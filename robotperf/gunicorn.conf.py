@@ -26,3 +26,11 @@ accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") != "0" else None
 # two servers on one machine (two checkouts, a test beside `make serve`) would both take.
 _var = Path(os.environ.get("ROBOTPERF_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", str(_var / "gunicorn.ctl"))
+
+
+def child_exit(server, worker):
+    """A worker that exits takes its live gauges (tier-1 sizes) out of /metrics' sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -27,9 +27,24 @@ def ping_redis(url, timeout):
         client.close()
 
 
+class ClusterNotOk(redis.ConnectionError):
+    """A node of the Redis Cluster answered, but the cluster cannot serve every slot."""
+
+
 def check_redis(timeout):
-    """The Redis of the conversation store (and the locks): the ``sessions`` cache alias."""
-    ping_redis(settings.CACHES["sessions"]["LOCATION"], timeout)
+    """The Redis of the conversation store (and the locks): the ``sessions`` cache alias; on a
+    Redis Cluster, whether the node it names says the cluster is ok."""
+    url = settings.CACHES["sessions"]["LOCATION"]
+    if not settings.ROBOTPERF_STORE["CLUSTER"]:
+        ping_redis(url, timeout)
+        return
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        state = client.execute_command("CLUSTER INFO")["cluster_state"]
+    finally:
+        client.close()
+    if state != "ok":
+        raise ClusterNotOk(f"cluster_state:{state}")
 
 
 def check_broker(timeout):

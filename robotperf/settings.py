@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every request counted and timed for /metrics, whatever answers it.
+    "robotperf.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Redis or the database not answering is a 503 with Retry-After, not a 500.
     "robotperf.middleware.ServiceUnavailableMiddleware",
@@ -155,8 +157,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # No alias pickles: anyone who can write to Redis could otherwise run code in every process
 # that reads it (the `robotperf.E001` system check enforces it).
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# A node of a Redis Cluster (e.g. redis://127.0.0.1:7101): the store, the login sessions and the
+# locks then live on the cluster; REDIS_URL stays Celery's broker (kombu has no cluster transport).
+REDIS_CLUSTER_URL = os.environ.get("REDIS_CLUSTER_URL", "")
+_STORE_REDIS_URL = REDIS_CLUSTER_URL or REDIS_URL
 _REDIS_OPTIONS = {
     "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    **(
+        {"CONNECTION_FACTORY": "robotperf.redis_cluster.ClusterConnectionFactory"}
+        if REDIS_CLUSTER_URL
+        else {}
+    ),
     "SERIALIZER": "sessions_app.codec.OrjsonSerializer",
     "SOCKET_CONNECT_TIMEOUT": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "2")),
     "SOCKET_TIMEOUT": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "5")),
@@ -165,7 +176,7 @@ _REDIS_OPTIONS = {
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": _STORE_REDIS_URL,
         "KEY_PREFIX": "django",
         # Django's login sessions: its JSON contract (a datetime is a TypeError, as with
         # Django's own session serializer), not the store's (a datetime becomes a string).
@@ -173,7 +184,7 @@ CACHES = {
     },
     "sessions": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": _STORE_REDIS_URL,
         "OPTIONS": {
             **_REDIS_OPTIONS,
             "COMPRESSOR": "sessions_app.codec.Lz4Compressor",
@@ -201,6 +212,13 @@ ROBOTPERF_STORE = {
     # for sessions in the split layout. Turn off once `compact_sessions --migrate-legacy`
     # reports that none is left.
     "LEGACY_READS": env_bool("STORE_LEGACY_READS", default=True),
+    # Whether the alias is a Redis Cluster (REDIS_CLUSTER_URL): the stores are built for one.
+    "CLUSTER": bool(REDIS_CLUSTER_URL),
+    # Replicas each write script waits for (WAIT, in the same round trip), and for how many
+    # seconds: a write applied but not confirmed in time is NotReplicated. 0: none (replication
+    # stays asynchronous: a failover may lose the last acknowledged writes).
+    "WAIT_REPLICAS": env_int("STORE_WAIT_REPLICAS", 0),
+    "WAIT_TIMEOUT": float(os.environ.get("STORE_WAIT_TIMEOUT", "1")),
 }
 
 # --- Compaction: when a session is oversized, and what trimming it keeps ---------------------
@@ -281,8 +299,27 @@ ROBOTPERF_PHONEMES = {
     "EVICT_BATCH": env_int("PHONEME_EVICT_BATCH", 1000),
 }
 
+# --- Slow calls and live latency (the admin's "Slow calls" page and dashboard) --------------
+# Every process (web, Celery worker and beat, commands) logs its store calls slower than
+# SLOW_CALL_THRESHOLD_MS to a stream in the store's Redis, capped at SLOW_CALL_LOG_MAXLEN
+# entries, and counts every call's latency per minute there; SLOW_CALL_LOG=0 turns both off.
+SLOW_CALL_LOG = env_bool("SLOW_CALL_LOG", default=True)
+SLOW_CALL_THRESHOLD_MS = float(os.environ.get("SLOW_CALL_THRESHOLD_MS", "50"))
+SLOW_CALL_LOG_MAXLEN = env_int("SLOW_CALL_LOG_MAXLEN", 10_000)
+# Seconds the dashboard's workers panel waits for the Celery workers and the broker to answer.
+ADMIN_WORKERS_TIMEOUT = float(os.environ.get("ADMIN_WORKERS_TIMEOUT", "1"))
+
 # --- Health: /readyz asks each service with this timeout (seconds), all at once --------------
 ROBOTPERF_HEALTH = {"TIMEOUT": float(os.environ.get("READYZ_TIMEOUT", "1"))}
+
+# --- Metrics: who may read /metrics (docs/OPERATIONS.md, "Metrics") ------------------------
+# A scraper sends "Authorization: Bearer <METRICS_TOKEN>", or connects from one of the allowed
+# networks (by default this machine only). Under `make serve` every process writes its values
+# into PROMETHEUS_MULTIPROC_DIR (an environment variable read by prometheus-client itself).
+ROBOTPERF_METRICS = {
+    "TOKEN": os.environ.get("METRICS_TOKEN", ""),
+    "ALLOWED_NETWORKS": env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1"),
+}
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

@@ -6,14 +6,17 @@ Standard library only (it runs before the virtualenv exists). Each node is a ``r
 pids and nothing else.
 
 Usage: redis_cluster.py start DIR [--port 7101]   prints the seed URL (redis://127.0.0.1:7101)
+       redis_cluster.py start DIR --port 0        on ports nothing else uses
        redis_cluster.py stop DIR
 """
 
 import argparse
 import contextlib
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,6 +125,25 @@ class LocalCluster:
         self.processes.clear()
 
 
+def free_port(nodes=NODES):
+    """A port from which ``nodes`` loopback ports, and their cluster bus ports (+10000), are
+    free: a cluster for a test or a benchmark beside any other on the machine."""
+    for _ in range(200):
+        base = random.randrange(20000, 30000)
+        if all(_free(port) and _free(port + 10000) for port in range(base, base + nodes)):
+            return base
+    raise RuntimeError("no free range of loopback ports for a cluster")
+
+
+def _free(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _cli(port, *command):
     result = subprocess.run(
         ["redis-cli", "-p", str(port), *command], capture_output=True, text=True, timeout=5
@@ -157,7 +179,8 @@ def main(argv=None):
     options = parser.parse_args(argv)
     stop_recorded(options.directory)
     if options.action == "start":
-        cluster = LocalCluster(options.directory, options.port).start()
+        port = options.port or free_port()
+        cluster = LocalCluster(options.directory, port).start()
         print(cluster.url)
     return 0
 

@@ -85,7 +85,7 @@ def read(store):
         data = orjson.loads(summary)
         bots = [_checked(BotTotal, bot) for bot in data.pop("bots")]
         return _checked(Census, {**data, "bots": bots, "stale": stale is not None})
-    except (orjson.JSONDecodeError, AttributeError, TypeError) as e:
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
         log.warning("census summary %s unreadable, counted again: %s", summary[:100], e)
         return None
 
@@ -293,7 +293,9 @@ def _swap_in(store, census, building):
         pipe.delete(key)
     for name, key in final.items():
         if name in building:
-            pipe.rename(building[name], key)
+            # By name: redis-py's cluster pipeline blocks its rename() even when, as here
+            # (the census keys share one hash tag), both keys are in one slot.
+            pipe.execute_command("RENAME", building[name], key)
             pipe.persist(key)
         else:
             pipe.delete(key)

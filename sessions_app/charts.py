@@ -110,3 +110,36 @@ def waterfall(phases, *, label_width=160):
         )
         start += seconds
     return Chart(width=WIDTH, height=len(phases) * (BAR + GAP), bars=bars)
+
+
+def latency(minutes, *, height=160, label_width=64):
+    """Two bars per minute, p99 behind p50 (depth 1 and 0), oldest first, heights on a log
+    scale from a tenth of the fastest p50 to the slowest p99; a minute without calls has none.
+    The chart's ``axis_end`` is the top of the scale, in milliseconds."""
+    shown = [m for m in minutes if m.calls]
+    step = (WIDTH - label_width) / max(len(minutes), 1)
+    if not shown:
+        return Chart(width=WIDTH, height=height, bars=[])
+    top = max(m.p99 for m in shown)
+    bottom = min(m.p50 for m in shown) / 10
+    span = math.log(top / bottom) or 1
+    plot = height - BAR
+    bars = []
+    for i, minute in enumerate(minutes):
+        if not minute.calls:
+            continue
+        for depth, seconds in ((1, minute.p99), (0, minute.p50)):
+            h = plot * math.log(seconds / bottom) / span
+            bars.append(
+                Bar(
+                    label=str(minute.minute),
+                    value=seconds,
+                    x=label_width + i * step + GAP / 4,
+                    y=plot - h,
+                    width=step - GAP / 2,
+                    height=h,
+                    note=str(minute.calls),
+                    depth=depth,
+                )
+            )
+    return Chart(width=WIDTH, height=height, bars=bars, axis_end=f"{top * 1e3:.3g}")

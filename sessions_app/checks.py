@@ -86,7 +86,7 @@ def check_limits(app_configs=None, **kwargs):
     refused at start, not met as a 500 or a half-done write later."""
     errors = [
         checks.Error(f"{variable} must be {rule}, got {value!r}", obj=where, id="robotperf.E002")
-        for variable, where, value, rule in store_limits() + redis_limits()
+        for variable, where, value, rule in store_limits() + redis_limits() + observing_limits()
     ]
     return errors + compressor_errors()
 
@@ -110,6 +110,7 @@ def store_limits():
             1,
             MAX_COUNT,
         ),
+        ("STORE_WAIT_REPLICAS", "ROBOTPERF_STORE['WAIT_REPLICAS']", store["WAIT_REPLICAS"], 0, 100),
     ]
     for name, low in COMPACTION_LOWEST.items():
         high = MAX_SECONDS if name in COMPACTION_SECONDS else MAX_COUNT
@@ -128,6 +129,20 @@ def store_limits():
     # (COMPACTION_LOCK_TIMEOUT against COMPACTION_TIME_LIMIT: sessions_app.tasks refuses it as
     # it is imported, which guards the Celery workers too.)
     return broken
+
+
+def observing_limits():
+    """The same for the slow-call log and the dashboard's workers panel."""
+    rows = [
+        ("SLOW_CALL_THRESHOLD_MS", settings.SLOW_CALL_THRESHOLD_MS, False, 0, MAX_SECONDS),
+        ("SLOW_CALL_LOG_MAXLEN", settings.SLOW_CALL_LOG_MAXLEN, True, 1, MAX_COUNT),
+        ("ADMIN_WORKERS_TIMEOUT", settings.ADMIN_WORKERS_TIMEOUT, False, 0.001, 60),
+    ]
+    return [
+        (name, name, value, f"{'an integer' if integer else 'a number'} from {low} to {high:,}")
+        for name, value, integer, low, high in rows
+        if not within(value, low, high, integer=integer)
+    ]
 
 
 def redis_limits():

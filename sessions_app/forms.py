@@ -3,7 +3,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from sessions_app import profiling, selectors
+from sessions_app import profiling, selectors, slow_calls
 
 
 class SessionQueryForm(forms.Form):
@@ -31,6 +31,23 @@ class SessionQueryForm(forms.Form):
             search=data.get("q") or "",
             page=data.get("p") or 1,
         )
+
+
+class SlowCallQueryForm(forms.Form):
+    """The Slow calls page's filters (GET); anything invalid shows every call."""
+
+    call = forms.ChoiceField(
+        label=_("Call"),
+        choices=[("", _("every call")), *((name, name) for name in slow_calls.CALLS)],
+        required=False,
+    )
+    conversation_id = forms.CharField(
+        label=_("Conversation id"), max_length=255, required=False, strip=True
+    )
+
+    def filters(self):
+        data = self.cleaned_data if self.is_valid() else {}
+        return {"call": data.get("call", ""), "conversation_id": data.get("conversation_id", "")}
 
 
 class TrimForm(forms.Form):

@@ -7,9 +7,12 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
+from redis.cluster import RedisCluster
+
+from convstore import MinuteLatency
 from convstore.keys import INC, check_cid
 from phonemes import selectors as phoneme_selectors
-from sessions_app import census, indexes, inspection, jobs, legacy_blobs, maintenance
+from sessions_app import census, indexes, inspection, jobs, legacy_blobs, maintenance, slow_calls
 from sessions_app.census import Census
 from sessions_app.inspection import SessionParts, SessionRow
 from sessions_app.models import ArchivedSession, ArchivedTurn
@@ -141,6 +144,8 @@ class Dashboard:
     memory: "RedisMemory"
     problems: list[str]
     """Bad entries of the indexes the page read, and indexes of another type."""
+    latency: list[MinuteLatency]
+    """The p50 and p99 of every process's loads in each of the last 60 minutes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,8 +206,15 @@ before INFO shows it used up (the refused write is not counted)."""
 
 
 def redis_memory() -> RedisMemory:
-    """How much memory Redis uses, and how much it may (INFO memory)."""
-    info = get_store().client.info("memory")
+    """How much memory Redis uses, and how much it may (INFO memory); on a cluster, its
+    fullest primary's (one full node refuses the writes of its slots)."""
+    client = get_store().client
+    if isinstance(client, RedisCluster):
+        infos = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+        infos = [infos] if "used_memory" in infos else list(infos.values())
+        info = max(infos, key=lambda i: i["used_memory"] / (i["maxmemory"] or float("inf")))
+    else:
+        info = client.info("memory")
     return RedisMemory(
         used=info["used_memory"],
         maxmemory=info["maxmemory"],
@@ -227,6 +239,7 @@ def dashboard(policy) -> Dashboard:
         jobs=jobs.scheduled_jobs(),
         memory=redis_memory(),
         problems=_index_problems(store) + list(map(str, summary.bad_scores)),
+        latency=slow_calls.load_latency(),
     )
 
 

@@ -22,7 +22,7 @@ from convstore.exceptions import (
     StoreUnavailable,
 )
 from locks import exclusive
-from sessions_app import archive, legacy_blobs, maintenance
+from sessions_app import archive, legacy_blobs, maintenance, metrics
 from sessions_app.compacting import (
     archive_idle,
     compact_sessions,
@@ -154,7 +154,7 @@ def compact_oversized(
     another run has it), renewing it at each step.
     """
     timeout = settings.ROBOTPERF_COMPACTION["LOCK_TIMEOUT"]
-    with exclusive(COMPACTION_LOCK, timeout=timeout) as lock:
+    with metrics.compaction_run() as done, exclusive(COMPACTION_LOCK, timeout=timeout) as lock:
         report = CompactReport()
         if rebuild:
             report.indexes = rebuild_indexes(batch_size=policy.batch_size)
@@ -163,7 +163,8 @@ def compact_oversized(
             _compact_batch(get_store(), policy, sizes, report, limit=limit)
             lock.reacquire()
 
-        return _run(policy, report, step, limit, progress, conversation_ids, migrate_legacy)
+        done(_run(policy, report, step, limit, progress, conversation_ids, migrate_legacy))
+        return report
 
 
 def plan_compaction(

@@ -49,18 +49,33 @@ def _options():
 
     alias = config["CACHE_ALIAS"]
     options = {
-        "keys": KeyLayout(prefix=config["KEY_PREFIX"], legacy_format=config["LEGACY_KEY_FORMAT"]),
+        "keys": key_layout(),
         "ttl": config["TTL"],
         "legacy_reads": config["LEGACY_READS"],
         "archive": DatabaseArchive(),
         "bot_config_cache_size": config["BOT_CONFIG_CACHE_SIZE"],
+        "wait_replicas": config["WAIT_REPLICAS"],
+        "wait_timeout": config["WAIT_TIMEOUT"],
     }
     return alias, settings.CACHES[alias], options
 
 
+def key_layout():
+    """The store's key layout, from ``ROBOTPERF_STORE``."""
+    config = settings.ROBOTPERF_STORE
+    return KeyLayout(prefix=config["KEY_PREFIX"], legacy_format=config["LEGACY_KEY_FORMAT"])
+
+
+def redis_url(cache):
+    """The Redis URL of a django-redis alias's configuration (its first, if several)."""
+    location = cache["LOCATION"]
+    return location[0] if isinstance(location, list | tuple) else location
+
+
 @functools.cache
 def get_store():
-    """The process's store, on the raw client of the cache alias named in ``ROBOTPERF_STORE``."""
+    """The process's store, on the raw client of the cache alias named in ``ROBOTPERF_STORE``
+    (a RedisCluster's when the alias is on a cluster)."""
     alias, cache, options = _options()
     client = caches[alias].client.get_client(write=True)
     return ConversationStore(client, codec_from_options(cache["OPTIONS"]), **options)
@@ -70,8 +85,7 @@ def get_store():
 def get_async_store():
     """The process's async store, configured like `get_store` (one client per event loop)."""
     _, cache, options = _options()
-    location = cache["LOCATION"]
-    url = location[0] if isinstance(location, list | tuple) else location
+    url = redis_url(cache)
     socket = cache["OPTIONS"]
     client_options = {
         "socket_connect_timeout": socket.get("SOCKET_CONNECT_TIMEOUT"),
@@ -79,7 +93,11 @@ def get_async_store():
         **socket.get("CONNECTION_POOL_KWARGS", {}),
     }
     return AsyncConversationStore(
-        url, codec_from_options(cache["OPTIONS"]), client_options=client_options, **options
+        url,
+        codec_from_options(cache["OPTIONS"]),
+        cluster=settings.ROBOTPERF_STORE["CLUSTER"],
+        client_options=client_options,
+        **options,
     )
 
 

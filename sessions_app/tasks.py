@@ -25,7 +25,15 @@ if LOCK_TIMEOUT <= TIME_LIMIT:
 JOB_OPTIONS = {
     "soft_time_limit": TIME_LIMIT * 0.9,
     "time_limit": TIME_LIMIT,
-    "autoretry_for": (redis.ConnectionError, StoreUnavailable),
+    # A cluster between a node's death and its replica's promotion: CLUSTERDOWN, TRYAGAIN, a
+    # slot without a primary (the store's own calls say StoreUnavailable for all of them).
+    "autoretry_for": (
+        redis.ConnectionError,
+        StoreUnavailable,
+        redis.exceptions.ClusterError,
+        redis.exceptions.TryAgainError,
+        redis.exceptions.SlotNotCoveredError,
+    ),
     "retry_backoff": True,
     "retry_jitter": False,  # a jittered countdown of 0 can race the failed attempt's RETRY state
     "max_retries": 3,

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.cache import caches
 
 from sessions_app.store import get_store
+from tests import clusters
 from tests.redis_servers import RedisServer
 
 
@@ -67,6 +68,24 @@ def sessions_redis(settings, tmp_path):
     for server in servers:
         server.resume()
         server.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """One local Redis Cluster (3 primaries, 3 replicas) for the run, stopped at its end."""
+    cluster = clusters.start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def on_cluster(redis_cluster, settings):
+    """The cache aliases, the store and the locks on the run's cluster, empty at the start and
+    end of the test: its RedisCluster client."""
+    clusters.flush(redis_cluster.url)
+    clusters.cluster_settings(settings, redis_cluster.url)
+    yield get_store().client
+    clusters.flush(redis_cluster.url)
 
 
 def pytest_sessionfinish(session):

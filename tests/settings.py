@@ -12,12 +12,17 @@ os.environ["CELERY_BROKER_URL"] = (
     os.environ.get("TEST_CELERY_BROKER_URL") or os.environ["REDIS_URL"]
 )
 os.environ.pop("CELERY_RESULT_BACKEND", None)
+# The suite runs on one Redis; the tests of a cluster point the aliases at one of their own.
+os.environ.pop("REDIS_CLUSTER_URL", None)
 
 from robotperf.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Test workers take no remote control: no pidbox queue, so no bindings of one left in the broker.
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+# A log written in the background would change what the tests compare in Redis: the tests of
+# the slow-call log turn it on for themselves.
+SLOW_CALL_LOG = False
 # Threads in the tests open their own connections: do not keep them past their use.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 

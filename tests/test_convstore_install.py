@@ -11,26 +11,15 @@ import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = """
-import asyncio, sys
-from convstore import AsyncConversationStore, StaleRevision
+README = ROOT / "convstore" / "README.md"
+README_URL = "redis://127.0.0.1:6379/0"
 
-async def main(url):
-    store = AsyncConversationStore.from_url(url, ttl=3600)
-    await store.save({"conversation_id": "robot-1", "record": {}, "history": []})
-    session = await store.load("robot-1", window=20)
-    await store.append_turns("robot-1", [{"role": "user", "content": "Xin chào"}])
-    await store.update_state("robot-1", {"record": {"LOOP_COUNT": [1]}}, session["_rev"])
-    try:
-        await store.update_state("robot-1", {"record": {}}, session["_rev"])
-    except StaleRevision:
-        print("stale refused")
-    loaded = await store.load("robot-1", window=None)
-    await store.aclose()
-    print(loaded["record"], [turn["content"] for turn in loaded["history"]])
 
-asyncio.run(main(sys.argv[1]))
-"""
+def readme_example():
+    """The README's whole-program example (the Python block after "After")."""
+    text = README.read_text()
+    after = text[text.index("\nAfter") :]
+    return after[after.index("```python\n") + len("```python\n") : after.index("\n```\n")]
 
 
 @pytest.mark.timeout(300)
@@ -52,8 +41,14 @@ def test_a_fresh_venv_with_only_the_library_runs_the_readme_example(tmp_path):
     assert installed >= {"convstore", "redis", "orjson", "lz4"}
     assert not installed & {"django", "django-redis", "celery", "psycopg", "opentelemetry-api"}
 
+    example = readme_example()
+    assert README_URL in example
     url = settings.CACHES["sessions"]["LOCATION"]
-    run = subprocess.run([python, "-c", EXAMPLE, url], capture_output=True, text=True, cwd=tmp_path)
+    program = example.replace(README_URL, url)
+    run = subprocess.run([python, "-c", program], capture_output=True, text=True, cwd=tmp_path)
 
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split("\n")[:2] == ["stale refused", "{'LOOP_COUNT': [1]} ['Xin chào']"]
+    assert run.stdout.split("\n")[:2] == [
+        "(1) Bạn nói: Xin chào",
+        "{'LOOP_COUNT': 1} [(0, 'Xin chào'), (1, '(1) Bạn nói: Xin chào'), (2, 'hint')]",
+    ]

@@ -59,6 +59,52 @@ def test_append_then_update_state_the_robots_message_cycle(store):
     assert contents(again)[-2:] == ["Xin chào", "Chào Minh"]
 
 
+def test_a_message_in_one_write_the_state_change_and_its_turns(store, redis_client):
+    store.save(session(turns=2))
+    loaded = store.load("c1", window=20)
+    turns = [{"role": "user", "content": "Xin chào"}, {"role": "assistant", "content": "Chào"}]
+
+    rev = store.update_state("c1", {"record": {"LOOP_COUNT": 3}}, loaded["_rev"], append=turns)
+
+    again = store.load("c1", window=None)
+    assert rev == again["_rev"] == 2
+    assert again["record"] == {"LOOP_COUNT": 3}
+    assert [(t["seq"], t["content"]) for t in again["history"][-2:]] == [
+        (2, "Xin chào"),
+        (3, "Chào"),
+    ]
+    assert again["_turns"] == store.size_breakdown("c1")["turns"] == 4
+    keys = KeyLayout()
+    stored_bytes = int(redis_client.hget(keys.state("c1"), "bytes"))
+    assert redis_client.zscore(keys.index_bytes, "c1") == stored_bytes
+
+
+def test_a_stale_message_writes_neither_its_state_nor_its_turns(store):
+    store.save(session(turns=2))
+    store.update_state("c1", {"user_id": "u-2"}, 1)
+
+    with pytest.raises(StaleRevision):
+        store.update_state("c1", {"user_id": "u-3"}, 1, append=[{"role": "user", "content": "x"}])
+
+    again = store.load("c1", window=None)
+    assert (again["user_id"], again["_turns"], contents(again)) == ("u-2", 2, ["turn 0", "turn 1"])
+
+
+def test_a_message_on_a_legacy_blob_moves_it_and_appends(store, redis_client):
+    blob = {**session(turns=1), "record": {"LOOP_COUNT": 1}}
+    redis_client.set("session:old", json.dumps({**blob, "conversation_id": "old"}))
+    loaded = store.load("old")
+
+    store.update_state(
+        "old", {"record": {"LOOP_COUNT": 2}}, loaded["_rev"], append=[{"role": "user"}]
+    )
+
+    again = store.load("old", window=None)
+    assert again["record"] == {"LOOP_COUNT": 2}
+    assert [t["seq"] for t in again["history"]] == [0, 1]
+    assert redis_client.exists("session:old") == 0
+
+
 def test_a_stale_revision_is_refused_and_changes_nothing(store):
     store.save(session())
     store.update_state("c1", {"user_id": "u-2"}, 1)

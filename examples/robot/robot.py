@@ -1,11 +1,17 @@
 """A small robot service on the convstore library alone: the seed's load-conversation endpoint
-and the robot's message cycle (load, append the user's turn, update the state, append the bot's
-turn), over aiohttp.
+and the robot's message cycle (load; then the state change and the user's and the bot's turns in
+one write), over aiohttp.
 
     python examples/robot/robot.py --redis-url redis://127.0.0.1:6379/0 --port 8100
+
+Its store calls slower than SLOW_CALL_THRESHOLD_MS (default 50) go to the slow-call log in the
+same Redis, where the admin's "Slow calls" page and dashboard read them; SLOW_CALL_LOG=0 turns
+the log off.
 """
 
 import argparse
+import gc
+import os
 
 from aiohttp import web
 
@@ -15,6 +21,7 @@ from convstore import (
     SessionNotFound,
     StaleRevision,
     StoreUnavailable,
+    enable_slow_log,
 )
 
 STORE = web.AppKey("store", AsyncConversationStore)
@@ -43,7 +50,7 @@ async def start_conversation(request):
         "bot_id": body.get("bot_id"),
         "user_id": body.get("user_id"),
         "bot_config": body.get("bot_config") or {"scenario": [], "system_prompt": ""},
-        "record": {"LOOP_COUNT": 0, "HISTORY_QUESTION": []},
+        "record": {"LOOP_COUNT": {}, "HISTORY_QUESTION": []},
         "history": [{"role": "system", "content": "start"}],
     }
     rev = await request.app[STORE].save(session)
@@ -51,26 +58,31 @@ async def start_conversation(request):
 
 
 async def message(request):
-    """One message: the cycle the robot runs for each thing a child says."""
+    """One message: the cycle the robot runs for each thing a child says. Two round trips: the
+    load, then the state change and both turns in one write checked against the loaded rev."""
     store, cid = request.app[STORE], request.match_info["cid"]
-    text = (await request.json())["text"]
+    body = await request.json()
+    text, step = body["text"], body.get("step", "step_0000")
+    user_turn = {"role": "user", "content": text, "step": step}
     session = await store.load(cid, window=WINDOW)
     if session is None:
         raise web.HTTPNotFound(text="no such conversation")
-    (user_seq,) = await store.append_turns(cid, [{"role": "user", "content": text}])
     for _ in range(3):  # another writer moved the state: read it again and reapply
         record = session["record"]
-        record["LOOP_COUNT"] = record.get("LOOP_COUNT", 0) + 1
+        loop = record.setdefault("LOOP_COUNT", {}).setdefault(step, {"count": 0})
+        loop["count"] += 1
+        answer = reply_to(text, loop["count"])
+        bot_turn = {"role": "assistant", "content": answer, "step": step}
         try:
-            await store.update_state(cid, {"record": record}, session["_rev"])
+            rev = await store.update_state(
+                cid, {"record": record}, session["_rev"], append=[user_turn, bot_turn]
+            )
             break
         except StaleRevision:
             session = await store.load(cid, window=0)
     else:
         raise web.HTTPConflict(text="the conversation keeps changing: try again")
-    answer = reply_to(text, record["LOOP_COUNT"])
-    (bot_seq,) = await store.append_turns(cid, [{"role": "assistant", "content": answer}])
-    return web.json_response({"reply": answer, "seqs": [user_seq, bot_seq]})
+    return web.json_response({"reply": answer, "rev": rev})
 
 
 @web.middleware
@@ -104,10 +116,24 @@ def make_app(redis_url):
     return app
 
 
+def log_slow_calls(redis_url, environ=os.environ):
+    """The slow-call log, as the environment asks; None when SLOW_CALL_LOG=0."""
+    if environ.get("SLOW_CALL_LOG", "1") == "0":
+        return None
+    threshold = float(environ.get("SLOW_CALL_THRESHOLD_MS", "50")) / 1000
+    return enable_slow_log(redis_url, threshold=threshold, name="robot")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     options = parser.parse_args()
-    web.run_app(make_app(options.redis_url), host=options.host, port=options.port)
+    app = make_app(options.redis_url)
+    log_slow_calls(options.redis_url)
+    # What start-up made lives as long as the process: keep it out of Python's full garbage
+    # collections, which otherwise stall the event loop for tens of milliseconds now and then
+    # under load (measured: PERFORMANCE.md, the message cycle).
+    gc.freeze()
+    web.run_app(app, host=options.host, port=options.port)

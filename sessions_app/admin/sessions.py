@@ -6,6 +6,7 @@ Every view calls one selector or service; pages read Redis through the index ZSE
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.models import CHANGE, DELETION
@@ -16,8 +17,10 @@ from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from sessions_app import actions, charts, forms, jobs, profiling, selectors, tasks
+from sessions_app import actions, charts, forms, jobs, profiling, selectors, slow_calls, tasks
+from sessions_app import workers as celery_workers
 from sessions_app.admin.common import describe, log_change
 from sessions_app.admin.links import ListLinks
 from sessions_app.compaction import CompactionPolicy
@@ -62,6 +65,12 @@ class ConversationSessionAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("dashboard/", view(self.dashboard_view), name=f"{name}_dashboard"),
+            path(
+                "dashboard/workers/",
+                xframe_options_sameorigin(view(self.workers_view)),
+                name=f"{name}_workers",
+            ),
+            path("slow-calls/", view(self.slow_calls_view), name=f"{name}_slow_calls"),
             path("compact-now/", view(self.compact_now_view), name=f"{name}_compact_now"),
             path("bulk/", view(self.bulk_view), name=f"{name}_bulk"),
             path("<path:object_id>/trim/", view(self.trim_view), name=f"{name}_trim"),
@@ -83,10 +92,39 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             _("Session sizes"),
             data=data,
             histogram=charts.histogram(data.histogram),
+            latency=charts.latency(data.latency),
             policy=CompactionPolicy.from_settings(),
             can_compact=self.has_compact_permission(request),
             queued=queued and jobs.queued_task(queued),
             health=data,
+        )
+
+    def workers_view(self, request):
+        """The dashboard's workers panel, a page of its own in a frame of the dashboard: the
+        broadcast waits for its timeout, and the dashboard need not."""
+        self._require(request, self.has_view_permission)
+        context = {"workers": celery_workers.workers_status()}
+        return TemplateResponse(request, f"{TEMPLATES}/workers.html", context)
+
+    def slow_calls_view(self, request):
+        self._require(request, self.has_view_permission)
+        form = forms.SlowCallQueryForm(request.GET)
+        filters = form.filters()
+        error = ""
+        try:
+            calls = slow_calls.slow_calls(**filters)
+        except StoreError as e:  # its key holds another type
+            calls, error = [], str(e)
+        return self._render(
+            request,
+            "slow_calls.html",
+            _("Slow calls"),
+            form=form,
+            filters=filters,
+            calls=calls,
+            error=error,
+            shown=slow_calls.SHOWN,
+            threshold_ms=settings.SLOW_CALL_THRESHOLD_MS,
         )
 
     def changelist_view(self, request, extra_context=None):

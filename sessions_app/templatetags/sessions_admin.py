@@ -17,14 +17,14 @@ JSON_LIMIT = 100_000
 
 @register.filter
 def duration(seconds):
-    """0.000612 -> "612 µs", 0.0123 -> "12.3 ms", 1.5 -> "1.50 s"."""
+    """0.000612 -> "612 µs", 0.0123 -> "12.3 ms", 1.5 -> "1.50 s", 1e300 -> "1e+300 s"."""
     if seconds is None:
         return "—"
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
     if seconds < 1:
         return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds:.2f} s"
+    return f"{seconds:.2f} s" if seconds < 1e6 else f"{seconds:.3g} s"
 
 
 @register.filter

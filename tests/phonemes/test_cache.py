@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from phonemes.cache import BoundedLRU, PhonemeCache, entry_size
+from phonemes.cache import PhonemeCache
+from phonemes.lru import BoundedLRU, entry_size
 from phonemes.models import PhonemeCacheCounter, PhonemeCacheEntry
 from phonemes.text import normalize_text
 

@@ -10,14 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.redis_servers import free_port
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure_redis.py"
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ensure(cwd, *args):

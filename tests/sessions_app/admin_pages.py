@@ -1,11 +1,14 @@
-"""What the admin's tests share: a conversation id that needs quoting, the admin's URLs, and the
-sessions and the staff user they work on (fixtures, registered by conftest.py)."""
+"""What the admin's tests share: a conversation id that needs quoting, the admin's URLs, the
+sessions and the staff user they work on, the slow-call log (fixtures, registered by
+conftest.py), and an operator logging in through the browser."""
 
 import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from convstore import disable_slow_log
+from sessions_app import slow_calls
 from tests.sessions_app.factories import save_session
 
 BIG = "big/one 1_x"  # an id that needs quoting: "/", " " and "_"
@@ -31,3 +34,22 @@ def staff(client):
     user = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
     client.force_login(user)
     return user
+
+
+@pytest.fixture
+def slow_log(settings):
+    """The log as every process enables it, logging every call (threshold 0)."""
+    settings.SLOW_CALL_LOG = True
+    settings.SLOW_CALL_THRESHOLD_MS = 0
+    enabled = slow_calls.enable_from_settings()
+    yield enabled
+    disable_slow_log()
+
+
+def log_in(page, live_server):
+    """Log in through the login form as a new superuser, "operator"; on the admin index."""
+    get_user_model().objects.create_superuser("operator", "op@example.org", "pw-operator")
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "pw-operator")
+    page.click("input[type=submit]")

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from django.contrib.auth import get_user_model
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from robotperf.celery import app
 from sessions_app import seeding
 from sessions_app.demo import make_session
 from sessions_app.models import ArchivedTurn
-from tests.phonemes.test_admin_browser import CHROMIUM_ARGS
+from tests.sessions_app.admin_pages import log_in
 from tests.sessions_app.test_admin_vietnamese import texts
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls here are still sync.
@@ -26,16 +25,6 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 SCREENSHOTS = os.environ.get("ROBOTPERF_SCREENSHOTS")
 LARGEST = "demo-long-000000"
-
-
-@pytest.fixture
-def page(live_server):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
 
 
 @pytest.fixture
@@ -55,11 +44,7 @@ def shoot(page, name):
 @pytest.mark.browser
 def test_operator_finds_the_largest_session_profiles_and_trims_it(page, live_server, demo_sessions):
     store = demo_sessions
-    get_user_model().objects.create_superuser("operator", "op@example.org", "pw-operator")
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", "pw-operator")
-    page.click("input[type=submit]")
+    log_in(page, live_server)
 
     # The admin index links to the dashboard.
     page.click("#sessions-dashboard-link th a")
@@ -136,14 +121,6 @@ def default_queue_worker():
         app, pool="threads", concurrency=1, queues=[queue], perform_ping_check=False
     ) as running:
         yield running
-
-
-def log_in(page, live_server):
-    get_user_model().objects.create_superuser("operator", "op@example.org", "pw-operator")
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", "pw-operator")
-    page.click("input[type=submit]")
 
 
 @pytest.mark.browser

@@ -14,7 +14,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from sessions_app import census
+from convstore import disable_slow_log
+from sessions_app import census, slow_calls
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.models import ArchivedSession
 from tests.sessions_app.admin_pages import url
@@ -164,6 +165,13 @@ def pages(store, settings):
     save_session(store, CID, turns=120, bot_id="bot-vi")
     save_session(store, DELETED, turns=3, bot_id="bot-vi")
     census.build(store, CompactionPolicy.from_settings())
+    # Slow calls to list and loads to draw, with a window and without.
+    settings.SLOW_CALL_LOG, settings.SLOW_CALL_THRESHOLD_MS = True, 0
+    slow_log = slow_calls.enable_from_settings()
+    store.load(CID, window=20)
+    store.load(CID, window=None)
+    slow_log.flush()
+    disable_slow_log()
     root = get_user_model().objects.create_superuser("root", "r@example.org", "pw")
     client = Client()
     client.force_login(root)
@@ -184,6 +192,9 @@ def pages(store, settings):
         url("delete", CID),
         url("history", CID),
         url("compact_now"),
+        url("slow_calls"),
+        url("slow_calls") + "?call=robot-v2.load-conversation&conversation_id=" + CID,
+        url("workers"),
         reverse("admin:sessions_app_archivedturn_changelist"),
         reverse("admin:sessions_app_archivedsession_changelist"),
         reverse("admin:sessions_app_archivedsession_change", args=[archived.pk]),

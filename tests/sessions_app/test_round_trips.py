@@ -2,21 +2,30 @@
 the split layout never costs a look for a legacy blob."""
 
 import pytest
+import redis
 
+from convstore.pipelines import SHAS
 from tests.sessions_app.factories import save_session
 
 
 @pytest.fixture
 def batches(store, monkeypatch):
-    """Every batch the store sends, as a list of the commands' names, in order."""
+    """Every pipeline the store sends to Redis (one round trip each), as the names of its
+    commands in order (a script by its name)."""
     sent = []
-    execute = store.execute
+    execute = redis.client.Pipeline.execute
+    names = {sha: name for name, sha in SHAS.items()}
 
-    def counting(request):
-        sent.append([getattr(item, "name", None) for item in request])
-        return execute(request)
+    def counting(pipe, *args, **kwargs):
+        sent.append(
+            [
+                names.get(args[1], args[1]) if args[0] == "EVALSHA" else args[0].lower()
+                for args, _ in pipe.command_stack
+            ]
+        )
+        return execute(pipe, *args, **kwargs)
 
-    monkeypatch.setattr(store, "execute", counting)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
     return sent
 
 

@@ -430,7 +430,7 @@ def every_key(client):
     return {
         key: value
         for key, value in redis_contents(client).items()
-        if key != b"rp:idx:seen" and not key.startswith(b"rp:botcfg:")
+        if key != b"rp:{rp}:idx:seen" and not key.startswith(b"rp:botcfg:")
     }
 
 

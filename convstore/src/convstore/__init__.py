@@ -10,6 +10,7 @@ from convstore.exceptions import (
     ArchiveConflict,
     CodecError,
     CorruptSession,
+    NotReplicated,
     SessionBusy,
     SessionExists,
     SessionNotFound,
@@ -20,7 +21,15 @@ from convstore.exceptions import (
     StoreUnavailable,
 )
 from convstore.keys import LAYOUT_VERSION, KeyLayout
+from convstore.latency import MinuteLatency, read_latency
 from convstore.observe import CallRecord, add_observer, remove_observer
+from convstore.slowlog import (
+    SlowCall,
+    SlowCallLog,
+    disable_slow_log,
+    enable_slow_log,
+    read_slow_calls,
+)
 from convstore.store import AsyncConversationStore, ConversationStore
 
 __version__ = "1.0.0"
@@ -37,9 +46,13 @@ __all__ = [
     "JsonSerializer",
     "KeyLayout",
     "Lz4Compressor",
+    "MinuteLatency",
+    "NotReplicated",
     "SessionBusy",
     "SessionExists",
     "SessionNotFound",
+    "SlowCall",
+    "SlowCallLog",
     "StaleRevision",
     "StoreError",
     "StoreFull",
@@ -47,5 +60,9 @@ __all__ = [
     "StoreUnavailable",
     "__version__",
     "add_observer",
+    "disable_slow_log",
+    "enable_slow_log",
+    "read_latency",
+    "read_slow_calls",
     "remove_observer",
 ]

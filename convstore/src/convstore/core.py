@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # Keys of a session that are not state, and keys `load` adds for the caller.
 SPLIT_KEYS = frozenset({"history", "bot_config"})
 META_KEYS = frozenset({"_rev", "_turns"})
+_BYTES = fields.BYTES.encode()
 
 
 class Shape(NamedTuple):
@@ -92,7 +93,8 @@ class StoreCore:
     def load(self, cid: str, window: int | None) -> Operation[Session | None]:
         fields.check_cid(cid)
         window = check_window(window)
-        with traced("robot-v2.load-conversation", cid) as phase:
+        call = traced("robot-v2.load-conversation", cid, window)
+        with call as phase:
             phase("redis")
             state_key, turns_key = self.keys.state(cid), self.keys.turns(cid)
             batch: Batch = [Command("hgetall", (state_key,), state_key)]
@@ -103,6 +105,7 @@ class StoreCore:
             if not state:
                 return (yield from legacy.load_legacy(self, cid, window, phase))
             phase("decode")
+            call.size = state.get(_BYTES)
             session, shape = self.decode_state(state_key, state)
             history = [self.decode_turn(turns_key, item) for item in items[0]] if items else []
             digest = state.get(fields.CFG.encode())
@@ -209,12 +212,12 @@ class StoreCore:
             return rev
 
     def update_state(
-        self, cid: str, changes: Mapping[str, Any], expected_rev: int
+        self, cid: str, changes: Mapping[str, Any], expected_rev: int, turns: Iterable[Turn] = ()
     ) -> Operation[int]:
         fields.check_cid(cid)
         check_rev(expected_rev)
         if "history" in changes:
-            raise ValueError("history is not state: add turns with append_turns()")
+            raise ValueError("history is not state: add turns with append= or append_turns()")
         if changes.get("conversation_id", cid) != cid:
             raise ValueError("conversation_id cannot be changed")
         with traced("robot-v2.update-state", cid) as phase:
@@ -222,7 +225,7 @@ class StoreCore:
             state = {k: v for k, v in changes.items() if k not in SPLIT_KEYS | META_KEYS}
             return (
                 yield from self._update(
-                    cid, state, changes.get("bot_config"), [], expected_rev, False, phase
+                    cid, state, changes.get("bot_config"), list(turns), expected_rev, False, phase
                 )
             )
 

@@ -50,6 +50,23 @@ class StoreOverloaded(StoreUnavailable):
     """Every pooled connection stayed busy past the pool's wait: nothing was sent."""
 
 
+class NotReplicated(StoreError):
+    """The write was applied on the primary, but fewer replicas than the store waits for
+    (``wait_replicas``) acknowledged it within ``wait_timeout``: a failover now could lose it.
+
+    ``applied`` is always True; ``result`` is what the call returned (its new rev, its seqs).
+    """
+
+    applied = True
+
+    def __init__(self, result: object, acked: int, wanted: int, timeout: float) -> None:
+        super().__init__(
+            f"the write was applied, but only {acked} of {wanted} replicas acknowledged it "
+            f"within {timeout} s: it is not yet safe from a failover (do not repeat it)"
+        )
+        self.result, self.acked, self.wanted = result, acked, wanted
+
+
 class StoreFull(StoreUnavailable):
     """Redis is out of memory (``maxmemory`` with ``noeviction``) and refused the write."""
 

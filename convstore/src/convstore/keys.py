@@ -2,6 +2,9 @@
 
 A conversation id sits in ``{}``, a Redis Cluster hash tag, so one conversation's keys share a
 slot; the indexes and the shared bot_configs are keys of their own, written beside its scripts.
+The keys shared by every conversation (the indexes, the admin's census and scratch keys) carry
+one hash tag of their own, the prefix (``rp:{rp}:idx:bytes``), so that the commands that read
+several of them at once (ZINTERSTORE, MGET, a MULTI) stay in one slot of a cluster.
 """
 
 from dataclasses import dataclass
@@ -82,14 +85,19 @@ class KeyLayout:
         return self.legacy_format.format(cid=cid)
 
     @property
+    def shared(self) -> str:
+        """The start of every key shared by all conversations: one hash tag, one slot."""
+        return f"{self.prefix}:{{{self.prefix}}}"
+
+    @property
     def index_bytes(self) -> str:
         """ZSET: conversation id -> bytes of its state and turns."""
-        return f"{self.prefix}:idx:bytes"
+        return f"{self.shared}:idx:bytes"
 
     @property
     def index_seen(self) -> str:
         """ZSET: conversation id -> unix time of its last write."""
-        return f"{self.prefix}:idx:seen"
+        return f"{self.shared}:idx:seen"
 
     @property
     def state_pattern(self) -> str:
@@ -107,17 +115,29 @@ class KeyLayout:
         head, _, tail = self.legacy_format.partition("{cid}")
         return key[len(head) : len(key) - len(tail)]
 
+    # --- what every process writes about its calls (slowlog.py, latency.py) ------------------
+
+    @property
+    def slow_log(self) -> str:
+        """STREAM: one entry per store call slower than its process's threshold, capped."""
+        return f"{self.prefix}:slowlog"
+
+    def latency(self, minute: int) -> str:
+        """HASH: ``<call>:<bucket>`` -> calls of that minute (unix time // 60) whose duration
+        fell in that bucket (latency.py), summed over every process; expires after an hour."""
+        return f"{self.prefix}:latency:{minute}"
+
     # --- the admin's own keys: a cached census of every session, scratch space ---------------
 
     def census(self, part: str) -> str:
         """The admin's census (see census.py): ``summary`` (STRING, JSON); ZSETs ``ids`` (every
         id, score 0: by id), ``turns`` (id -> turns in Redis), ``oversized`` (id -> bytes)."""
-        return f"{self.prefix}:admin:census:{part}"
+        return f"{self.shared}:admin:census:{part}"
 
     def census_bot(self, digest: str) -> str:
         """ZSET: conversation id -> bytes, of the sessions sharing the bot_config ``digest``."""
-        return f"{self.prefix}:admin:census:bot:{digest}"
+        return f"{self.shared}:admin:census:bot:{digest}"
 
     def scratch(self, token: str) -> str:
         """A short-lived key of one admin request (a list filter, a load profile's legacy blob)."""
-        return f"{self.prefix}:admin:scratch:{token}"
+        return f"{self.shared}:admin:scratch:{token}"

@@ -3,7 +3,8 @@ library depends on neither.
 
 Each finished call (load, save, append_turns, update_state) is handed to every observer as a
 `CallRecord`: its name, conversation, duration, error kind and the durations of its phases (the
-same phases its spans show). With no observer added, a call pays one check of an empty list.
+same phases its spans show), and for a load its window and the conversation's size. With no
+observer added, a call pays one check of an empty list.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class CallRecord:
     """The class name of the error it raised; None when it succeeded."""
     phases: tuple[tuple[str, float], ...]
     """(phase, seconds) in order: redis, decode, archive, assemble; encode, redis."""
+    window: int | None = None
+    """The turns a load asked for (None: every turn, or a call that is no load)."""
+    size: int | None = None
+    """Bytes of the conversation in Redis (its state's ``bytes`` field), when the call read it
+    anyway (a load of a conversation in the split layout); None otherwise."""
 
 
 Observer = Callable[[CallRecord], None]

@@ -117,7 +117,10 @@ def writes(batch: Batch) -> bool:
 def refused(error: Exception, what: str) -> StoreError | None:
     """The store's error for an error reply that is about Redis, not the data: StoreFull when
     it is out of memory, StoreUnavailable when it cannot serve now; None for the others.
-    ``what`` names the refused request in the message."""
+    ``what`` names the refused request in the message. A StoreUnavailable already made (a
+    Redis Cluster node that did not answer) is itself."""
+    if isinstance(error, StoreUnavailable):
+        return error
     kind = type(error).__name__
     if kind == "OutOfMemoryError" or str(error).startswith("OOM"):
         return StoreFull(

@@ -7,23 +7,26 @@ redis.asyncio (the asyncio robot), one client per event loop.
 """
 
 import asyncio
-import hashlib
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Self, TypedDict, Unpack
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.retry
+import redis.cluster
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from convstore import breakdown, scripts
+from convstore.cluster import AsyncClusterSender, ClusterSender, sent_error
 from convstore.codec import Codec
+from convstore.connections import BlockingPool, PoolExhausted, safe_url
 from convstore.core import StoreCore
 from convstore.exceptions import (
     CorruptSession,
+    NotReplicated,
     SessionBusy,
     SessionNotFound,
     StaleRevision,
@@ -32,14 +35,13 @@ from convstore.exceptions import (
     StoreUnavailable,
 )
 from convstore.keys import KeyLayout
+from convstore.pipelines import fewest, queue_all, replicated, without_waits
 from convstore.protocol import (
     Archive,
     ArchiveRead,
     Batch,
-    Command,
     Operation,
     Request,
-    Script,
     Session,
     SizeBreakdown,
     Turn,
@@ -54,14 +56,13 @@ __all__ = [
     "AsyncConversationStore",
     "ConversationStore",
     "CorruptSession",
+    "NotReplicated",
     "SessionBusy",
     "SessionNotFound",
     "StaleRevision",
     "StoreError",
     "StoreUnavailable",
 ]
-
-_SHAS = {name: hashlib.sha1(scripts.source(name).encode()).hexdigest() for name in scripts.NAMES}
 
 
 class StoreOptions(TypedDict, total=False):
@@ -72,42 +73,8 @@ class StoreOptions(TypedDict, total=False):
     legacy_reads: bool
     archive: Archive | None
     bot_config_cache_size: int
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its password masked, for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-class PoolExhausted(redis.ConnectionError):
-    """No pooled connection came free within the pool's wait; no request was sent."""
-
-    def __init__(self, size: int, waited: float, limit: float | None) -> None:
-        super().__init__(f"no connection of {size} came free in {waited:.2f} s")
-        self.size, self.waited, self.limit = size, waited, limit
-
-
-class _BlockingPool(redis.asyncio.BlockingConnectionPool):
-    """redis.asyncio's blocking pool, telling an exhausted pool from an unreachable Redis."""
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        started = time.monotonic()
-        try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except redis.ConnectionError as e:
-            # Its wait timed out: redis.asyncio raises ConnectionError("No connection
-            # available.") from the asyncio TimeoutError; a failed connect has another cause.
-            if not isinstance(e.__cause__, TimeoutError):
-                raise
-            raise PoolExhausted(
-                self.max_connections, time.monotonic() - started, self.timeout
-            ) from e
+    wait_replicas: int
+    wait_timeout: float
 
 
 class _Store:
@@ -123,7 +90,14 @@ class _Store:
         legacy_reads: bool = True,
         archive: Archive | None = None,
         bot_config_cache_size: int = 256,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
+        if wait_replicas < 0 or wait_timeout <= 0:
+            raise ValueError(
+                f"wait_replicas must be >= 0 and wait_timeout > 0, "
+                f"got {wait_replicas!r} and {wait_timeout!r}"
+            )
         self.core = StoreCore(
             codec,
             keys=keys or KeyLayout(),
@@ -134,8 +108,13 @@ class _Store:
         self.codec, self.keys, self.ttl = codec, self.core.keys, ttl
         self.url = safe_url(url)
         self.archive = archive
+        self.wait_replicas, self.wait_timeout = wait_replicas, wait_timeout
+        # WAIT's arguments after each write script: the replicas, the timeout in ms.
+        self._wait = (wait_replicas, max(1, round(wait_timeout * 1000))) if wait_replicas else None
 
-    def _failed(self, error: redis.RedisError, request: Request) -> StoreError:
+    def _failed(
+        self, error: redis.RedisError | RedisClusterException, request: Request
+    ) -> StoreError:
         """The store's error for what redis-py raised while ``request`` was sent.
 
         A write whose connection failed after it was sent may have happened: the error says so
@@ -144,14 +123,17 @@ class _Store:
         twice.
         """
         failure: StoreError
-        if isinstance(error, PoolExhausted):
+        if isinstance(error, redis.exceptions.ClusterError | RedisClusterException):
+            # Nothing was sent: the slot map could not be read, or a slot has no primary.
+            failure = StoreUnavailable(f"the Redis Cluster at {self.url} cannot serve now: {error}")
+        elif isinstance(error, PoolExhausted):
             failure = StoreOverloaded(
                 f"overloaded: the pool of {error.size} connections to Redis at {self.url} stayed "
                 f"exhausted for {error.waited:.2f} s (it waits at most {error.limit} s); "
                 "nothing was sent: retry later, or give the pool more connections"
             )
         elif isinstance(error, redis.ConnectionError | redis.TimeoutError):
-            sent = "connecting to" not in str(error)
+            sent = sent_error(error)
             maybe = sent and isinstance(request, list) and writes(request)
             text = f"Redis at {self.url} is unreachable: {error}"
             if maybe:
@@ -168,28 +150,28 @@ class _Store:
     def _no_archive(self) -> StoreError:
         return StoreError("this store has no archive: archived turns cannot be read")
 
-    @staticmethod
-    def _queue(
-        pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, request: Command | Script
-    ) -> None:
-        if isinstance(request, Script):
-            args = (*request.keys, *request.args)
-            pipe.evalsha(_SHAS[request.name], len(request.keys), *args)
-        else:
-            getattr(pipe, request.name)(*request.args)
-
 
 class ConversationStore(_Store):
     """The conversation store on a redis-py client, shared by the threads of a process."""
 
     def __init__(
-        self, client: redis.Redis, codec: Codec | None = None, **store_options: Unpack[StoreOptions]
+        self,
+        client: redis.Redis | redis.cluster.RedisCluster,
+        codec: Codec | None = None,
+        **store_options: Unpack[StoreOptions],
     ) -> None:
         self.client = client
-        pool = client.connection_pool
-        pool.set_retry(Retry(NoBackoff(), 0))  # see _failed: a write is never sent twice
-        kwargs = pool.connection_kwargs
-        url = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+        self._cluster: ClusterSender | None = None
+        if isinstance(client, redis.cluster.RedisCluster):
+            # Its nodes' connections never retry; its own retries are not used by the store.
+            self._cluster = ClusterSender(client)
+            node: Any = client.get_default_node()  # type: ignore[no-untyped-call]
+            url = f"redis://{node.host}:{node.port} (cluster)"
+        else:
+            pool = client.connection_pool
+            pool.set_retry(Retry(NoBackoff(), 0))  # see _failed: a write is never sent twice
+            kwargs = pool.connection_kwargs
+            url = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
         super().__init__(codec or Codec(), url=url, **store_options)
 
     @classmethod
@@ -198,10 +180,15 @@ class ConversationStore(_Store):
         url: str,
         codec: Codec | None = None,
         *,
+        cluster: bool = False,
         client_options: dict[str, Any] | None = None,
         **store_options: Unpack[StoreOptions],
     ) -> Self:
-        """A store on a new client of the Redis at ``url`` (``client_options``: redis-py's)."""
+        """A store on a new client of the Redis at ``url`` (``client_options``: redis-py's);
+        ``cluster``: of the Redis Cluster that ``url`` is a node of."""
+        if cluster:
+            client = redis.cluster.RedisCluster.from_url(url, **(client_options or {}))
+            return cls(client, codec, **store_options)
         return cls(redis.Redis.from_url(url, **(client_options or {})), codec, **store_options)
 
     def load(self, conversation_id: str, window: int | None = 20) -> Session | None:
@@ -226,13 +213,20 @@ class ConversationStore(_Store):
         return self.run(self.core.append_turns(conversation_id, turns))
 
     def update_state(
-        self, conversation_id: str, changes: Mapping[str, Any], expected_rev: int
+        self,
+        conversation_id: str,
+        changes: Mapping[str, Any],
+        expected_rev: int,
+        *,
+        append: Iterable[Turn] = (),
     ) -> int:
-        """Apply top-level ``changes`` if the conversation is still at ``expected_rev``.
+        """Apply top-level ``changes`` if the conversation is still at ``expected_rev``, and
+        append the turns of ``append`` with them: one script, one round trip, all or nothing.
 
-        Returns the new revision; raises StaleRevision when another writer came first.
+        Returns the new revision; raises StaleRevision when another writer came first (then
+        nothing is written, the turns neither).
         """
-        return self.run(self.core.update_state(conversation_id, changes, expected_rev))
+        return self.run(self.core.update_state(conversation_id, changes, expected_rev, append))
 
     def delete(self, conversation_id: str) -> bool:
         """Remove a conversation from Redis; True when there was one."""
@@ -246,18 +240,20 @@ class ConversationStore(_Store):
         """Drive one of the core's operations to its result; what redis-py raises is thrown
         into it as the store's error (it may carry on: a failed index update is not the
         call's failure)."""
+        least: int | None = None
         try:
             request = next(operation)
             while True:
                 try:
-                    answer = self.execute(request)
-                except redis.RedisError as e:
+                    answer, acked = self._exchange(request)
+                except (redis.RedisError, RedisClusterException) as e:
                     request = operation.throw(self._failed(e, request))
                 else:
+                    least = fewest(least, acked)
                     request = operation.send(answer)
         except StopIteration as done:
             result: T = done.value
-            return result
+            return replicated(result, least, self.wait_replicas, self.wait_timeout)
         finally:
             # A call that failed half-way ends its spans here, in the context it began in.
             operation.close()
@@ -277,23 +273,32 @@ class ConversationStore(_Store):
     def execute(self, request: Request) -> list[Any] | Iterable[Turn]:
         """The answer to one request of the core: a batch's replies, or archived turns; what
         redis-py raises is raised as it is (`run` maps it)."""
+        return self._exchange(request)[0]
+
+    def _exchange(self, request: Request) -> tuple[list[Any] | Iterable[Turn], int | None]:
+        """`execute`'s answer, and the fewest replicas that acknowledged a write script of
+        the batch (None: no WAIT was sent)."""
         if isinstance(request, ArchiveRead):
             if self.archive is None:
                 raise self._no_archive()
             cid, incarnation, first = request
-            return self.archive.turns(cid, incarnation, from_seq=first)
-        pipe = self.client.pipeline(transaction=False)
-        for item in request:
-            self._queue(pipe, item)
-        replies = pipe.execute(raise_on_error=False)
+            return self.archive.turns(cid, incarnation, from_seq=first), None
+        if self._cluster is not None:
+            return self._cluster.execute(request, self._wait)
+        client = self.client
+        assert isinstance(client, redis.Redis)
+        pipe = client.pipeline(transaction=False)
+        waits = queue_all(pipe, request, self._wait)
+        replies, acked = without_waits(pipe.execute(raise_on_error=False), waits)
         for i, reply in enumerate(replies):
             # Redis restarted or its scripts were flushed: load the script, run it alone.
             if isinstance(reply, redis.exceptions.NoScriptError):
-                self.client.script_load(scripts.source(request[i].name))
-                pipe = self.client.pipeline(transaction=False)
-                self._queue(pipe, request[i])
-                replies[i] = pipe.execute(raise_on_error=False)[0]
-        return replies
+                client.script_load(scripts.source(request[i].name))
+                pipe = client.pipeline(transaction=False)
+                waits = queue_all(pipe, request[i : i + 1], self._wait)
+                (replies[i],), again = without_waits(pipe.execute(raise_on_error=False), waits)
+                acked = fewest(acked, again)
+        return replies, acked
 
 
 class AsyncConversationStore(_Store):
@@ -304,14 +309,17 @@ class AsyncConversationStore(_Store):
         url: str,
         codec: Codec | None = None,
         *,
+        cluster: bool = False,
         client_options: dict[str, Any] | None = None,
         **options: Unpack[StoreOptions],
     ) -> None:
         super().__init__(codec or Codec(), url=url, **options)
         self._url, self._client_options = url, client_options or {}
+        self.cluster = cluster
         # A client holds its loop (through its connections), so a weak mapping would never let
         # go: clients of closed loops are dropped whenever a new one is opened.
-        self._clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._senders: dict[asyncio.AbstractEventLoop, AsyncClusterSender] = {}
 
     @classmethod
     def from_url(
@@ -319,12 +327,13 @@ class AsyncConversationStore(_Store):
         url: str,
         codec: Codec | None = None,
         *,
+        cluster: bool = False,
         client_options: dict[str, Any] | None = None,
         **options: Unpack[StoreOptions],
     ) -> Self:
         """A store on the Redis at ``url``: the same as the constructor, named like the sync
         store's."""
-        return cls(url, codec, client_options=client_options, **options)
+        return cls(url, codec, cluster=cluster, client_options=client_options, **options)
 
     async def load(self, conversation_id: str, window: int | None = 20) -> Session | None:
         return await self.run(self.core.load(conversation_id, window))
@@ -336,9 +345,16 @@ class AsyncConversationStore(_Store):
         return await self.run(self.core.append_turns(conversation_id, turns))
 
     async def update_state(
-        self, conversation_id: str, changes: Mapping[str, Any], expected_rev: int
+        self,
+        conversation_id: str,
+        changes: Mapping[str, Any],
+        expected_rev: int,
+        *,
+        append: Iterable[Turn] = (),
     ) -> int:
-        return await self.run(self.core.update_state(conversation_id, changes, expected_rev))
+        return await self.run(
+            self.core.update_state(conversation_id, changes, expected_rev, append)
+        )
 
     async def delete(self, conversation_id: str) -> bool:
         return await self.run(self.core.delete(conversation_id))
@@ -347,62 +363,85 @@ class AsyncConversationStore(_Store):
         return await self.run(breakdown.size_breakdown(self.core, conversation_id))
 
     @property
-    def client(self) -> redis.asyncio.Redis:
-        """This event loop's client, opened on first use.
+    def client(self) -> Any:
+        """This event loop's client (a redis.asyncio.Redis, or a
+        redis.asyncio.cluster.RedisCluster for a cluster), opened on first use.
 
-        Its pool waits for a free connection (up to the socket timeout) rather than failing a
-        load when all are busy.
+        The pool of a Redis waits for a free connection (up to the socket timeout) rather than
+        failing a load when all are busy.
         """
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             for closed in [other for other in self._clients if other.is_closed()]:
                 del self._clients[closed]
-            # See _failed: a write is never sent twice, whatever the options ask.
-            options = {**self._client_options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
-            pool = _BlockingPool.from_url(
-                self._url, timeout=options.get("socket_timeout") or 5, **options
-            )
-            client = self._clients[loop] = redis.asyncio.Redis(connection_pool=pool)
+                self._senders.pop(closed, None)
+            client = self._clients[loop] = self._open()
+            if self.cluster:
+                self._senders[loop] = AsyncClusterSender(client)
         return client
+
+    def _open(self) -> Any:
+        if self.cluster:
+            # Its nodes' connections never retry; its own retries are not used by the store.
+            return redis.asyncio.cluster.RedisCluster.from_url(self._url, **self._client_options)
+        # See _failed: a write is never sent twice, whatever the options ask.
+        options = {**self._client_options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
+        timeout = options.get("socket_timeout") or 5
+        pool = BlockingPool.from_url(self._url, timeout=timeout, **options)
+        return redis.asyncio.Redis(connection_pool=pool)
 
     async def aclose(self) -> None:
         """Close this event loop's client; the next call opens a new one."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        self._senders.pop(loop, None)
+        if isinstance(client, redis.asyncio.Redis):
             await client.aclose(close_connection_pool=True)
+        elif client is not None:
+            await client.aclose()
 
     async def run[T](self, operation: Operation[T]) -> T:
+        least: int | None = None
         try:
             request = next(operation)
             while True:
                 try:
-                    answer = await self.execute(request)
-                except redis.RedisError as e:
+                    answer, acked = await self._exchange(request)
+                except (redis.RedisError, RedisClusterException) as e:
                     request = operation.throw(self._failed(e, request))
                 else:
+                    least = fewest(least, acked)
                     request = operation.send(answer)
         except StopIteration as done:
             result: T = done.value
-            return result
+            return replicated(result, least, self.wait_replicas, self.wait_timeout)
         finally:
             operation.close()
 
     async def execute(self, request: Request) -> list[Any] | Iterable[Turn]:
+        return (await self._exchange(request))[0]
+
+    async def _exchange(self, request: Request) -> tuple[list[Any] | Iterable[Turn], int | None]:
         if isinstance(request, ArchiveRead):
             if self.archive is None:
                 raise self._no_archive()
             cid, incarnation, first = request
-            return await self.archive.aturns(cid, incarnation, from_seq=first)
+            return await self.archive.aturns(cid, incarnation, from_seq=first), None
         client = self.client
+        if self.cluster:
+            sender = self._senders[asyncio.get_running_loop()]
+            return await sender.execute(request, self._wait)
         pipe = client.pipeline(transaction=False)
-        for item in request:
-            self._queue(pipe, item)
-        replies = await pipe.execute(raise_on_error=False)
+        waits = queue_all(pipe, request, self._wait)
+        replies, acked = without_waits(await pipe.execute(raise_on_error=False), waits)
         for i, reply in enumerate(replies):
             if isinstance(reply, redis.exceptions.NoScriptError):
                 await client.script_load(scripts.source(request[i].name))
                 pipe = client.pipeline(transaction=False)
-                self._queue(pipe, request[i])
-                replies[i] = (await pipe.execute(raise_on_error=False))[0]
-        return replies
+                waits = queue_all(pipe, request[i : i + 1], self._wait)
+                (replies[i],), again = without_waits(
+                    await pipe.execute(raise_on_error=False), waits
+                )
+                acked = fewest(acked, again)
+        return replies, acked

@@ -116,13 +116,15 @@ class traced:
     """A span ``name`` around the block; the block marks its phases by calling what it is given.
 
     When observers listen (observe.py), the call's phases are also timed and handed to them as
-    a CallRecord once the block ends.
+    a CallRecord once the block ends, with ``window`` and ``size`` (the raw ``bytes`` field of
+    the state, set by the block once it has read it: parsed only when someone observes).
     """
 
-    __slots__ = ("_cid", "_name", "_observed", "_phases", "_span", "_started")
+    __slots__ = ("_cid", "_name", "_observed", "_phases", "_span", "_started", "size", "window")
 
-    def __init__(self, name: str, conversation_id: str) -> None:
-        self._name, self._cid = name, conversation_id
+    def __init__(self, name: str, conversation_id: str, window: int | None = None) -> None:
+        self._name, self._cid, self.window = name, conversation_id, window
+        self.size: bytes | None = None
 
     def __enter__(self) -> Phase:
         calls = _recorder.get()
@@ -148,11 +150,11 @@ class traced:
         traceback: TracebackType | None,
     ) -> bool | None:
         self._phases.end()
+        # The span ends first: the observers' time is theirs, not an unexplained part of it.
+        handled = None if self._span is None else self._span.__exit__(exc_type, exc, traceback)
         if self._observed is not None:
             self._notify(None if exc_type is None else exc_type.__name__)
-        if self._span is not None:
-            return self._span.__exit__(exc_type, exc, traceback)
-        return None
+        return handled
 
     def _notify(self, error: str | None) -> None:
         # Marks are (phase, start) in order, then (None, end): each phase lasts until the next.
@@ -163,7 +165,9 @@ class traced:
             if name is not None
         )
         seconds = (marks[-1][1] - self._started) / 1e9
-        observe.notify(CallRecord(self._name, self._cid, seconds, error, phases))
+        size = int(self.size) if self.size is not None and self.size.isdigit() else None
+        record = CallRecord(self._name, self._cid, seconds, error, phases, self.window, size)
+        observe.notify(record)
 
 
 @contextmanager
