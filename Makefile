@@ -96,7 +96,7 @@ test: venv
 		&& trap '$(ENSURE_REDIS) --stop $(VAR); $(TEST_CLUSTER) stop $(VAR)/test-cluster' EXIT \
 		&& CONVSTORE_TEST_CLUSTER_URL="$$($(TEST_CLUSTER) start $(VAR)/test-cluster \
 			--port 0)" && export CONVSTORE_TEST_CLUSTER_URL \
-		&& cd convstore && ../$(PY) -m pytest)
+		&& (cd convstore && ../$(PY) -m pytest))
 
 # The archive and compaction against PostgreSQL, the production database (COPY, its errors);
 # skipped, saying so, when none answers at TEST_POSTGRES_URL.
