@@ -6,11 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from celery import current_app as app
 from django.conf import settings
 from django.db.models import Max
 from django_celery_beat.models import PeriodicTask
-
-from robotperf.celery import app
 
 
 @dataclass(frozen=True, kw_only=True)
