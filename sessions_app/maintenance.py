@@ -13,6 +13,7 @@ from convstore import keys as fields
 from convstore.codec import turn_item
 from convstore.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreFull
 from convstore.protocol import Command, Script, int_field, text_field
+from convstore.state_fields import encode_state, is_state_field, state_of
 from sessions_app import indexes
 
 DROPPED, WRITTEN, GONE = 1, 0, -1
@@ -275,13 +276,13 @@ def reencode_state(store, conversation_id):
     if not state:
         raise SessionNotFound(conversation_id)
     session, _ = store.core.decode_state(keys[0], state)
-    prefix, doc = fields.STATE_PREFIX.encode(), fields.DOC.encode()
+    doc = fields.DOC.encode()
     changed = []
     for name, raw in state.items():
         if name == doc:
             value = session  # a first-release state: decoded as one doc
-        elif name.startswith(prefix) and doc not in state:
-            value = session[name[len(prefix) :].decode()]
+        elif is_state_field(name) and raw != fields.SPLIT_MARKER and doc not in state:
+            value = store.core.decode_value(keys[0], raw)
         else:
             continue
         new = store.codec.encode(value)
@@ -378,8 +379,7 @@ def restore(store, session, *, incarnation, rev, next_seq, turns):
     (legacy,) = store.ask([Command("exists", (legacy_key,))])
     if legacy:
         raise SessionExists(cid, "is in Redis as a legacy blob: migrate or delete it first")
-    state = {k: v for k, v in session.items() if k not in ("history", "bot_config")}
-    encoded = [(fields.state_field(k), store.codec.encode(v)) for k, v in state.items()]
+    encoded = encode_state(store.core, state_of(session)).items()
     items = [
         turn_item(t["seq"], p) for t, p in zip(turns, store.core.encode_turns(turns), strict=True)
     ]
