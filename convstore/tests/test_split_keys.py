@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from convstore import KeyLayout, StaleRevision
+from convstore import CorruptSession, KeyLayout, StaleRevision
 
 KEYS = KeyLayout()
 RECORD = {
@@ -269,3 +269,22 @@ def test_split_keys_name_state_keys(make_store):
         make_store(split_keys=("history",))
     with pytest.raises(TypeError, match="not the string 'record'"):
         make_store(split_keys="record")
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        (b"p:6:recordLOOP", "the split key 'record' has sub-key fields but no marker"),
+        (b"p:x:record", "not a split state field: 'p:x:record'"),
+        (b"p:99:record", "not a split state field: 'p:99:record'"),
+    ],
+)
+def test_a_split_field_without_its_key_or_a_name_loads_as_corrupt(
+    whole, redis_client, field, reason
+):
+    whole.save(session())
+    redis_client.hset(KEYS.state("c1"), field, b"1")
+
+    with pytest.raises(CorruptSession, match=reason):
+        whole.load("c1")
+    assert redis_client.hget(KEYS.state("c1"), field) == b"1"
