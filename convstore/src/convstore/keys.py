@@ -38,7 +38,7 @@ DOC = "doc"
 """The whole state as one value: how the first release stored it, read and split on write."""
 STATE_PREFIX = "s:"
 SPLIT_PREFIX = "p:"
-"""The fields of a split key's sub-keys: ``p:<length of the key>:<key><sub-key>``, so that no
+"""The fields of a split key's sub-keys: ``p:<characters in the key>:<key><sub-key>``, so that no
 two (key, sub-key) pairs share a field, whatever characters they hold."""
 SPLIT_MARKER = b""
 """The value of ``s:<key>`` when that key is stored split (a dict, one field per sub-key): no
