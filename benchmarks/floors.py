@@ -22,17 +22,22 @@ import redis.connection
 from convstore import keys as fields
 from convstore import scripts
 from convstore.codec import split_turn_item
+from convstore.state_fields import is_state_field
 from sessions_app.store import ConversationStore
 
 CALLS_COUNTED = 200
 
 
 def raw_state(store, cid):
-    """Each state field of ``cid`` as stored, decompressed: what orjson must read at least."""
-    prefix = fields.STATE_PREFIX.encode()
+    """Each state field of ``cid`` as stored, decompressed: what orjson must read at least
+    (a split key's sub-key fields, not its empty marker)."""
     state = store.client.hgetall(store.keys.state(cid))
     decompress = store.codec.compressor.decompress
-    return {name: decompress(raw) for name, raw in state.items() if name.startswith(prefix)}
+    return {
+        name: decompress(raw)
+        for name, raw in state.items()
+        if is_state_field(name) and raw != fields.SPLIT_MARKER
+    }
 
 
 def window_payloads(store, cid, window):

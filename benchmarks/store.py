@@ -14,6 +14,7 @@ from benchmarks import floors, observers
 from benchmarks.timing import Timing, measure_rounds, measure_together, ratio, summary, verdict
 from convstore import keys as fields
 from convstore.codec import LZ4_MAGIC, bot_config_digest, split_turn_item
+from convstore.state_fields import is_state_field
 from convstore.tracing import traced
 from sessions_app.demo import make_session, make_turn
 from sessions_app.store import get_store
@@ -151,11 +152,14 @@ def pipeline_read(store, cid, bot_configs):
     """The store's windowed load without the store: one round trip, decode, assemble."""
     state, items = fetch(store.client, store.keys, cid)
     prefix, decode = fields.STATE_PREFIX.encode(), store.codec.decode
-    session = {
-        name[len(prefix) :].decode(): decode(raw)
-        for name, raw in state.items()
-        if name.startswith(prefix)
-    }
+    session, split = {}, {}
+    for name, raw in state.items():
+        if name.startswith(prefix):
+            key = name[len(prefix) :].decode()
+            session[key] = split.setdefault(key, {}) if raw == fields.SPLIT_MARKER else decode(raw)
+        elif name.startswith(fields.SPLIT_PREFIX.encode()):
+            key, sub = fields.parse_split_field(name.decode())
+            split.setdefault(key, {})[sub] = decode(raw)
     history = []
     for item in items:
         seq, payload = split_turn_item(item)
@@ -205,9 +209,10 @@ def measure_case(store, case):
 def measure_parts(store, case):
     """Each step of a windowed load on its own, to show where its time goes."""
     client, keys, cid = store.client, store.keys, case.cid
-    prefix = fields.STATE_PREFIX.encode()
     stored = [
-        raw for name, raw in client.hgetall(keys.state(cid)).items() if name.startswith(prefix)
+        raw
+        for name, raw in client.hgetall(keys.state(cid)).items()
+        if is_state_field(name) and raw != fields.SPLIT_MARKER
     ]
     compressed = [raw for raw in stored if raw.startswith(LZ4_MAGIC)]
     raw = list(floors.raw_state(store, cid).values())

@@ -219,6 +219,10 @@ ROBOTPERF_STORE = {
     # stays asynchronous: a failover may lose the last acknowledged writes).
     "WAIT_REPLICAS": env_int("STORE_WAIT_REPLICAS", 0),
     "WAIT_TIMEOUT": float(os.environ.get("STORE_WAIT_TIMEOUT", "1")),
+    # State keys stored one Redis hash field per sub-key, so that a message's update_state
+    # writes (and encodes) only the sub-keys it changed (merge=). Every process that reads the
+    # store must run convstore layout 4 before this is set (OPERATIONS.md, "Upgrading").
+    "SPLIT_KEYS": tuple(env_list("STORE_SPLIT_KEYS", "record")),
 }
 
 # --- Compaction: when a session is oversized, and what trimming it keeps ---------------------

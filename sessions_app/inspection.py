@@ -14,6 +14,7 @@ from convstore import legacy
 from convstore.exceptions import CorruptSession, SessionNotFound
 from convstore.keys import ARCHIVED, BYTES, DOC, STATE_PREFIX
 from convstore.protocol import Command, int_field
+from convstore.state_fields import key_sizes
 from sessions_app import indexes, maintenance
 
 LAST_TURNS = 50
@@ -61,6 +62,10 @@ class SessionParts:
     state_keys_raw: dict[str, int] = field(default_factory=dict)
     """Top-level key -> bytes of its JSON, uncompressed."""
     record_keys: list[tuple[str, int]] = field(default_factory=list)
+    """(key of ``record``, bytes as stored when ``record`` is split, else as JSON), largest
+    first."""
+    record_keys_raw: dict[str, int] = field(default_factory=dict)
+    """Key of a split ``record`` -> bytes of its JSON, uncompressed (empty when stored whole)."""
     history: int = 0
     bot_config: int = 0
     bot_config_digest: str = ""
@@ -161,8 +166,9 @@ def _counts(key, fields):
 
 
 def _stored_sizes(fields):
-    """(state key, bytes as stored) of the per-key fields of a state hash."""
-    return [(n[len(PREFIX) :].decode(), len(v)) for n, v in fields.items() if n.startswith(PREFIX)]
+    """({state key: bytes as stored}, {split key: {sub-key: bytes as stored}}) of a state
+    hash's fields (a split key's bytes are its sub-keys')."""
+    return key_sizes({name: len(value) for name, value in fields.items()})
 
 
 def _reason(error):
@@ -240,9 +246,10 @@ def session_parts(store, conversation_id, *, last=LAST_TURNS):
         parts.bytes = sum(map(len, fields.values()))
         return parts
     stored = [fields[DOC_FIELD]] if DOC_FIELD in fields else []
-    parts.state_stored = sum(map(len, stored)) + sum(n for _, n in _stored_sizes(fields))
+    sizes, split = _stored_sizes(fields)
+    parts.state_stored = sum(map(len, stored)) + sum(sizes.values())
     parts.history = parts.bytes - parts.state_stored
-    _measure_state(store, parts, state, dict(_stored_sizes(fields)))
+    _measure_state(store, parts, state, sizes, split.get("record"))
     return parts
 
 
@@ -292,16 +299,21 @@ def _broken_parts(store, conversation_id, error):
     )
 
 
-def _measure_state(store, parts, state, stored=None):
-    """Bytes of each state key as stored (its own field), or else as its own JSON."""
+def _measure_state(store, parts, state, stored=None, record=None):
+    """Bytes of each state key (and of each key of ``record``) as stored (its own fields), or
+    else as its own JSON."""
     dumps, stored = store.codec.serializer.dumps, stored or {}
     parts.state = state
     parts.state_plain = len(dumps(state))
     parts.state_keys_raw = {str(k): len(dumps(v)) for k, v in state.items()}
     parts.state_keys = _largest((k, stored.get(k) or parts.state_keys_raw[str(k)]) for k in state)
-    record = state.get("record")
-    if isinstance(record, dict):
-        parts.record_keys = _largest((k, len(dumps(v))) for k, v in record.items())
+    if not isinstance(state.get("record"), dict):
+        return
+    raw = {str(k): len(dumps(v)) for k, v in state["record"].items()}
+    if record is not None:
+        parts.record_keys, parts.record_keys_raw = _largest(record.items()), raw
+    else:
+        parts.record_keys = _largest(raw.items())
 
 
 def _largest(pairs):

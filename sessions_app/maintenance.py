@@ -14,6 +14,7 @@ from convstore import keys as fields
 from convstore.codec import turn_item
 from convstore.exceptions import CorruptSession, SessionExists, SessionNotFound, StoreUnavailable
 from convstore.protocol import Command, Script, int_field, text_field
+from convstore.state_fields import encode_state, state_of
 from sessions_app import indexes
 
 DROPPED, WRITTEN, GONE = 1, 0, -1
@@ -306,8 +307,7 @@ def restore(store, session, *, incarnation, rev, next_seq, turns):
     (legacy,) = store.ask([Command("exists", (legacy_key,))])
     if legacy:
         raise SessionExists(cid, "is in Redis as a legacy blob: migrate or delete it first")
-    state = {k: v for k, v in session.items() if k not in ("history", "bot_config")}
-    encoded = [(fields.state_field(k), store.codec.encode(v)) for k, v in state.items()]
+    encoded = encode_state(store.core, state_of(session)).items()
     items = [
         turn_item(t["seq"], p) for t, p in zip(turns, store.core.encode_turns(turns), strict=True)
     ]

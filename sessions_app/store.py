@@ -56,6 +56,7 @@ def _options():
         "bot_config_cache_size": config["BOT_CONFIG_CACHE_SIZE"],
         "wait_replicas": config["WAIT_REPLICAS"],
         "wait_timeout": config["WAIT_TIMEOUT"],
+        "split_keys": config["SPLIT_KEYS"],
     }
     return alias, settings.CACHES[alias], options
 

@@ -9,6 +9,7 @@ from convstore import keys as fields
 from convstore.codec import turn_item
 from convstore.exceptions import SessionNotFound, StoreError, StoreFull, StoreUnavailable
 from convstore.protocol import Command, Script, text_field
+from convstore.state_fields import is_state_field
 from sessions_app.maintenance import conversation_keys, follow
 
 
@@ -77,7 +78,7 @@ def reencode_states(store, conversation_ids):
 
 
 def _state_changes(store):
-    prefix, doc = fields.STATE_PREFIX.encode(), fields.DOC.encode()
+    doc = fields.DOC.encode()
 
     def changes(request, state, _):
         if not state:
@@ -87,8 +88,8 @@ def _state_changes(store):
         for name, raw in state.items():
             if name == doc:
                 value = session  # a first-release state: decoded as one doc
-            elif name.startswith(prefix) and doc not in state:
-                value = session[name[len(prefix) :].decode()]
+            elif is_state_field(name) and raw != fields.SPLIT_MARKER and doc not in state:
+                value = store.core.decode_value(request.key, raw)
             else:
                 continue
             new = store.codec.encode(value)

@@ -104,6 +104,7 @@ def make_store(request, backend):
             store.client.close()
 
 
-@pytest.fixture
-def store(make_store):
-    return make_store()
+@pytest.fixture(params=[(), ("record",)], ids=["whole", "split"])
+def store(request, make_store):
+    """A store of either kind, storing ``record`` whole or split (split_keys)."""
+    return make_store(split_keys=request.param)

@@ -149,7 +149,7 @@ def test_the_layout_version_is_in_each_conversation_it_creates(store, redis_clie
 
     state = redis_client.hgetall(KeyLayout().state("c1"))
 
-    assert int(state[b"v"]) == LAYOUT_VERSION == 3
+    assert int(state[b"v"]) == LAYOUT_VERSION == 4
     assert len(state[b"inc"]) == 16
 
 

@@ -74,8 +74,13 @@ async def message(request):
         answer = reply_to(text, loop["count"])
         bot_turn = {"role": "assistant", "content": answer, "step": step}
         try:
+            # Only the loop counts changed: merged into record, which is stored split.
             rev = await store.update_state(
-                cid, {"record": record}, session["_rev"], append=[user_turn, bot_turn]
+                cid,
+                {},
+                session["_rev"],
+                append=[user_turn, bot_turn],
+                merge={"record": {"LOOP_COUNT": record["LOOP_COUNT"]}},
             )
             break
         except StaleRevision:
@@ -100,7 +105,9 @@ async def store_errors(request, handler):
 
 def make_app(redis_url):
     app = web.Application(middlewares=[store_errors])
-    app[STORE] = AsyncConversationStore.from_url(redis_url, ttl=7 * 24 * 3600)
+    app[STORE] = AsyncConversationStore.from_url(
+        redis_url, ttl=7 * 24 * 3600, split_keys=("record",)
+    )
 
     async def close_store(app):
         await app[STORE].aclose()

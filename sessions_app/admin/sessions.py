@@ -358,20 +358,24 @@ def _part_rows(parts):
     rows = [(_("history (turns list)"), parts.history, 0, _("%(n)s turns") % {"n": parts.turns})]
     note = _("%(plain)s as one JSON document") % {"plain": filesizeformat(parts.state_plain)}
     rows.append((_("state, as stored"), parts.state_stored, 0, note))
-    # A key's stored size may be compressed; the keys of record have no stored size of their
-    # own: each row says which it is.
+    # A key's stored size may be compressed; the keys of a record stored whole have no stored
+    # size of their own: each row says which it is.
     for key, size in parts.state_keys:
-        raw = parts.state_keys_raw.get(key, size)
-        note = (
-            _("stored, compressed; %(raw)s as JSON") % {"raw": filesizeformat(raw)}
-            if raw != size
-            else _("stored, as JSON")
-        )
-        rows.append((key, size, 1, note))
-        if key == "record":
-            rows += [(f"record.{k}", n, 2, _("as JSON")) for k, n in parts.record_keys]
+        rows.append((key, size, 1, _stored_note(parts.state_keys_raw.get(key, size), size)))
+        if key != "record":
+            continue
+        for sub, n in parts.record_keys:
+            raw = parts.record_keys_raw.get(sub)
+            note = _("as JSON") if raw is None else _stored_note(raw, n)
+            rows.append((f"record.{sub}", n, 2, note))
     rows.append((_("bot_config (shared)"), parts.bot_config, 0, ""))
     return rows
+
+
+def _stored_note(raw, size):
+    if raw != size:
+        return _("stored, compressed; %(raw)s as JSON") % {"raw": filesizeformat(raw)}
+    return _("stored, as JSON")
 
 
 def _versus_rows(result):

@@ -3,7 +3,7 @@
 Each turn's content names its seq, so a test can tell which turn went where.
 """
 
-from convstore import keys
+from convstore.state_fields import is_state_field
 
 BOT_CONFIG = {"scenario": {"id": "family-3", "steps": [1, 2, 3]}, "system_prompt": "Be kind."}
 
@@ -37,7 +37,7 @@ def stored_bytes(client, store, cid):
     """What a conversation holds in Redis, measured: its state fields plus its turn items (what
     its ``bytes`` field and the bytes index must say)."""
     state_key = store.keys.state(cid)
-    names = [n for n in client.hkeys(state_key) if n.startswith(keys.STATE_PREFIX.encode())]
+    names = [n for n in client.hkeys(state_key) if is_state_field(n)]
     state = sum(client.hstrlen(state_key, name) for name in names)
     return state + sum(map(len, client.lrange(store.keys.turns(cid), 0, -1)))
 

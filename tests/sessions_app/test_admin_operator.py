@@ -23,6 +23,7 @@ from robotperf.celery import app
 from sessions_app import census, seeding, tasks
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.models import ArchivedSession, ArchivedTurn
+from sessions_app.store import get_store
 from tests.sessions_app.admin_pages import BIG, url
 from tests.sessions_app.factories import save_session
 
@@ -121,15 +122,27 @@ def test_a_legacy_blobs_ttl_is_the_same_in_the_list_and_on_its_page(admin_client
     assert abs(parts.ttl - rows[0].ttl) < 5
 
 
-def test_where_the_bytes_are_says_what_is_stored_and_what_is_json(admin_client, store):
+@pytest.mark.parametrize("split_keys", [("record",), ()], ids=["split", "whole"])
+def test_where_the_bytes_are_says_what_is_stored_and_what_is_json(
+    admin_client, settings, split_keys
+):
+    settings.ROBOTPERF_STORE = {**settings.ROBOTPERF_STORE, "SPLIT_KEYS": split_keys}
+    store = get_store()
     save_session(store, "big-state", turns=3)
     session = store.load("big-state", window=0)
-    record = {"HISTORY_QUESTION": [f"question {n} " * 20 for n in range(300)]}
+    record = {"HISTORY_QUESTION": [f"question {n} " * 20 for n in range(300)], "TOOL_SCORE": 1}
     store.update_state("big-state", {"record": record}, expected_rev=session["_rev"])
     page = admin_client.get(url("change", "big-state"))
     bars = {bar.label: bar.note for bar in page.context["parts"].bars}
+    parts = page.context["detail"].parts
     assert bars["record"].startswith("stored, compressed;")
-    assert bars["record.HISTORY_QUESTION"] == "as JSON"
+    if split_keys:
+        # Each key of a split record has a field, and a stored size, of its own.
+        assert bars["record.HISTORY_QUESTION"].startswith("stored, compressed;")
+        assert bars["record.TOOL_SCORE"] == "stored, as JSON"
+        assert sum(dict(parts.record_keys).values()) == dict(parts.state_keys)["record"]
+    else:
+        assert bars["record.HISTORY_QUESTION"] == bars["record.TOOL_SCORE"] == "as JSON"
 
 
 def test_after_a_restore_the_page_says_which_archived_turns_are_in_redis_too(

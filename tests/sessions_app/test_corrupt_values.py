@@ -419,10 +419,11 @@ def test_a_rebuild_of_the_indexes_leaves_a_bad_member_for_an_operator(store, mem
 @pytest.mark.parametrize(
     ("field", "raw", "reason"),
     [
-        (b"s:\xff\xfe", b"1", r"a state field name is not UTF-8: b'\\xff\\xfe'"),
+        (b"s:\xff\xfe", b"1", r"a state field name is not UTF-8: b's:\\xff\\xfe'"),
+        (b"p:1:r\xff", b"1", r"a state field name is not UTF-8: b'p:1:r\\xff'"),
         (b"cfg", b"\xff\xfe", r"field 'cfg' is not UTF-8 text: b'\\xff\\xfe'"),
     ],
-    ids=["field name", "bot_config digest"],
+    ids=["field name", "sub-key field name", "bot_config digest"],
 )
 def test_a_state_that_is_not_utf8_loads_as_corrupt(redis_client, kind, field, raw, reason):
     """Before, `load` raised UnicodeDecodeError, which names no key."""

@@ -7,7 +7,7 @@ import pytest
 from convstore import keys
 from convstore.codec import LZ4_MAGIC
 from convstore.protocol import Script
-from sessions_app import trimming
+from sessions_app import maintenance, trimming
 from sessions_app.services import trim_history
 from tests.sessions_app.factories import make_turn, save_session, stored_bytes
 
@@ -94,4 +94,43 @@ def test_a_turn_re_encode_never_brings_back_a_turn_trimmed_meanwhile(store, monk
     full = store.load("c1", window=None)["history"]
     assert [turn["seq"] for turn in full] == list(range(5))
     assert [{k: v for k, v in t.items() if k != "seq"} for t in full] == history + long_turns
+    assert_bytes_exact(store, "c1")
+
+
+def test_a_re_encode_swaps_a_sub_key_of_a_split_record_and_leaves_its_marker(store):
+    save_session(store, "c1", turns=3)
+    state_key, field = store.keys.state("c1"), keys.split_field("record", "notes")
+    raw = orjson.dumps(NOTES)
+    store.client.hset(state_key, field, raw)
+    store.client.hincrby(state_key, keys.BYTES, len(raw))
+    store.client.zincrby(store.keys.index_bytes, len(raw), "c1")
+
+    assert trimming.reencode_state(store, "c1") > 0
+
+    assert store.client.hget(state_key, field).startswith(LZ4_MAGIC)
+    assert store.client.hget(state_key, keys.state_field("record")) == keys.SPLIT_MARKER
+    assert store.load("c1")["record"]["notes"] == NOTES
+    assert_bytes_exact(store, "c1")
+
+
+def test_a_snapshot_restored_keeps_record_split_with_its_bytes(store):
+    save_session(store, "c1", turns=5)
+    before = store.load("c1", window=None)
+    snap = maintenance.snapshot(store, "c1")
+    assert snap.session["record"] == before["record"]
+    store.delete("c1")
+
+    maintenance.restore(
+        store,
+        snap.session,
+        incarnation=snap.incarnation,
+        rev=snap.rev,
+        next_seq=snap.next_seq,
+        turns=snap.session["history"],
+    )
+
+    state = store.client.hgetall(store.keys.state("c1"))
+    assert state[keys.state_field("record").encode()] == keys.SPLIT_MARKER
+    assert int(state[keys.LAYOUT.encode()]) == keys.LAYOUT_VERSION
+    assert store.load("c1", window=None) == before
     assert_bytes_exact(store, "c1")

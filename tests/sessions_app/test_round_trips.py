@@ -56,6 +56,28 @@ def test_update_state_of_a_loaded_session_is_one_round_trip(store, batches):
     assert "update_state" in batches[0]
 
 
+@pytest.mark.parametrize("change", ["merge", "whole"])
+def test_a_message_on_a_loaded_split_record_is_one_round_trip(store, batches, change):
+    save_session(store, "c1", turns=30)
+    session = store.load("c1")
+    batches.clear()
+    loops = {**session["record"]["LOOP_COUNT"], "step_9999": {"count": 1}}
+    turns = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}]
+    if change == "merge":
+        merge, changes = {"record": {"LOOP_COUNT": loops}}, {}
+    else:
+        merge, changes = None, {"record": {"LOOP_COUNT": loops}}
+
+    store.update_state("c1", changes, session["_rev"], append=turns, merge=merge)
+
+    # The bytes this process predicted were right: no second round trip corrected the index.
+    assert len(batches) == 1
+    assert "update_state" in batches[0]
+    assert store.client.zscore(store.keys.index_bytes, "c1") == int(
+        store.client.hget(store.keys.state("c1"), "bytes")
+    )
+
+
 def test_appending_to_a_loaded_session_is_one_round_trip(store, batches):
     save_session(store, "c1", turns=30)
     store.load("c1")

@@ -12,6 +12,7 @@ from django.db import DatabaseError
 
 from convstore.codec import LZ4_MAGIC
 from convstore.exceptions import SessionBusy, SessionExists
+from convstore.state_fields import is_state_field
 from sessions_app import archive, maintenance, trimming
 from sessions_app.archive import archive_turns
 from sessions_app.maintenance import WRITTEN
@@ -396,7 +397,7 @@ def test_a_first_release_session_stored_as_one_doc_is_read_and_split_on_its_next
         k: v for k, v in expected.items() if k not in ("history", "bot_config", "_rev", "_turns")
     }
     # The layout of the first release: the whole state as one encoded doc.
-    fields = [name for name in redis_client.hkeys(state_key) if name.startswith(b"s:")]
+    fields = [name for name in redis_client.hkeys(state_key) if is_state_field(name)]
     doc = store.codec.encode(state)
     turn_bytes = int(redis_client.hget(state_key, "bytes")) - sum(
         redis_client.hstrlen(state_key, name) for name in fields
@@ -417,7 +418,7 @@ def test_a_first_release_session_stored_as_one_doc_is_read_and_split_on_its_next
     state_bytes = sum(
         redis_client.hstrlen(state_key, name)
         for name in redis_client.hkeys(state_key)
-        if name.startswith(b"s:")
+        if is_state_field(name)
     )
     turns = sum(map(len, redis_client.lrange(store.keys.turns("c1"), 0, -1)))
     assert int(redis_client.hget(state_key, "bytes")) == state_bytes + turns

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from convstore import keys
 from convstore.codec import CodecError
+from convstore.state_fields import is_state_field
 from sessions_app import maintenance, trimming
 from sessions_app.services import trim_history
 from sessions_app.store import (
@@ -264,6 +265,7 @@ class TestLayout:
             *(b"s:" + key for key in (b"conversation_id", b"bot_id", b"user_id")),
             b"s:input_slots",
             b"s:record",
+            *(keys.split_field("record", sub).encode() for sub in make_session()["record"]),
         }
 
     def test_bot_config_is_stored_once_for_sessions_of_one_bot(self, store, redis_client):
@@ -277,8 +279,11 @@ class TestLayout:
         fields = redis_client.hkeys("rp:conv:{c1}:state")
         assert b"s:history" not in fields
         assert b"s:bot_config" not in fields
-        record = redis_client.hget("rp:conv:{c1}:state", "s:record")
-        assert store.codec.decode(record) == make_session()["record"]
+        # record is a split key (STORE_SPLIT_KEYS): a marker, and one field per sub-key.
+        assert redis_client.hget("rp:conv:{c1}:state", "s:record") == keys.SPLIT_MARKER
+        for sub, value in make_session()["record"].items():
+            stored = redis_client.hget("rp:conv:{c1}:state", keys.split_field("record", sub))
+            assert store.codec.decode(stored) == value
 
     def test_every_write_sets_the_ttl_on_all_keys(self, store, redis_client):
         store.save(make_session())
@@ -314,7 +319,7 @@ class TestLayout:
         store.save(make_session(turns=50))
         store.update_state("c1", {"record": {"big": "y" * 1000}}, expected_rev=1)
         state = redis_client.hgetall("rp:conv:{c1}:state")
-        doc_len = sum(len(value) for name, value in state.items() if name.startswith(b"s:"))
+        doc_len = sum(len(value) for name, value in state.items() if is_state_field(name))
         turns_len = sum(len(item) for item in redis_client.lrange("rp:conv:{c1}:turns", 0, -1))
         assert redis_client.zscore(store.keys.index_bytes, "c1") == doc_len + turns_len
 

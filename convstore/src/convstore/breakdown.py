@@ -15,6 +15,7 @@ from convstore.protocol import (
     ask,
     int_field,
 )
+from convstore.state_fields import key_sizes
 
 
 def size_breakdown(core: Core, cid: str) -> Operation[SizeBreakdown]:
@@ -28,16 +29,13 @@ def size_breakdown(core: Core, cid: str) -> Operation[SizeBreakdown]:
     pairs = zip(sizes[:-2:2], sizes[1:-2:2], strict=True)
     parts = {name.decode(): size for name, size in pairs}
     meta = yield from _meta(core, keys[0])
-    state = {
-        name[len(fields.STATE_PREFIX) :]: size
-        for name, size in parts.items()
-        if name.startswith(fields.STATE_PREFIX)
-    }
+    state, split = key_sizes({name.encode(): size for name, size in parts.items()})
     state_bytes = sum(state.values()) + parts.get(fields.DOC, 0)
     return {
         "layout": "split",
         "state": state_bytes,
         "fields": state,
+        "split": split,
         "record": state.get("record", 0),
         "history": meta[fields.BYTES] - state_bytes,
         "bot_config": meta["bot_config"],

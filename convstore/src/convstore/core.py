@@ -11,7 +11,7 @@ import operator
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, overload
 
 from convstore import indexing, kept_turns, legacy
 from convstore import keys as fields
@@ -26,6 +26,7 @@ from convstore.keys import KeyLayout
 from convstore.protocol import (
     EXISTS,
     NOT_FOUND,
+    NOT_SPLIT,
     ONE_DOC,
     STALE,
     ArchiveRead,
@@ -38,28 +39,26 @@ from convstore.protocol import (
     ask,
     check_rev,
     check_window,
-    int_field,
     raise_for,
     text_field,
+)
+from convstore.state_fields import (
+    Merge,
+    Shape,
+    check_merge,
+    check_split_keys,
+    decode_state,
+    encode_state,
+    encode_sub_keys,
+    merged,
+    state_delta,
+    state_of,
 )
 from convstore.tracing import traced
 
 log = logging.getLogger(__name__)
 
-# Keys of a session that are not state, and keys `load` adds for the caller.
-SPLIT_KEYS = frozenset({"history", "bot_config"})
-META_KEYS = frozenset({"_rev", "_turns"})
 _BYTES = fields.BYTES.encode()
-
-
-class Shape(NamedTuple):
-    """What this process last saw of a conversation: its rev, next seq, field sizes and
-    bot_config digest."""
-
-    rev: int | None
-    seq: int
-    sizes: dict[bytes, int]
-    digest: str | None
 
 
 class StoreCore:
@@ -73,11 +72,13 @@ class StoreCore:
         ttl: int = 0,
         legacy_reads: bool = True,
         cache_size: int = 256,
+        split_keys: Iterable[str] = (),
     ) -> None:
         self.codec = codec
         self.keys = keys
         self.ttl = ttl
         self.legacy_reads = legacy_reads
+        self.split_keys = check_split_keys(split_keys)
         self.cache_size = cache_size
         # Both caches only ever hold what Redis held: a bot_config by its digest never changes,
         # and a shape only predicts an index change that the reply then confirms or corrects.
@@ -128,21 +129,7 @@ class StoreCore:
 
     def decode_state(self, key: str, state: dict[bytes, bytes]) -> tuple[Session, Shape]:
         """(session without history, Shape) of a state hash as HGETALL returned it."""
-        rev = int_field(key, fields.REV, state.get(fields.REV.encode()))
-        seq = int_field(key, fields.SEQ, state.get(fields.SEQ.encode()))
-        prefix = fields.STATE_PREFIX.encode()
-        sizes = {name: len(raw) for name, raw in state.items() if name.startswith(prefix)}
-        raw_digest = state.get(fields.CFG.encode())
-        digest = text_field(key, fields.CFG, raw_digest) if raw_digest else None
-        doc = state.get(fields.DOC.encode())
-        if doc is not None:
-            return self.decode_object(key, doc), Shape(rev, seq, {}, digest)
-        try:
-            names = {name: name[len(prefix) :].decode() for name in sizes}
-        except UnicodeDecodeError as e:
-            raise CorruptSession(key, f"a state field name is not UTF-8: {e.object!r}") from None
-        session = {names[name]: self.decode_value(key, state[name]) for name in sizes}
-        return session, Shape(rev, seq, sizes, digest)
+        return decode_state(self, key, state)
 
     def decode_value(self, key: str, raw: bytes) -> Any:
         try:
@@ -197,7 +184,7 @@ class StoreCore:
     def save(self, session: Session) -> Operation[int]:
         cid = fields.check_cid(session.get("conversation_id"))
         with traced("robot-v2.save-conversation", cid):
-            state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
+            state = state_of(session)
             if "_rev" in session:
                 # Turns outside the loaded window are never dropped, and those with a seq are
                 # stored already (editing or removing one is refused): the others are new.
@@ -212,7 +199,12 @@ class StoreCore:
             return rev
 
     def update_state(
-        self, cid: str, changes: Mapping[str, Any], expected_rev: int, turns: Iterable[Turn] = ()
+        self,
+        cid: str,
+        changes: Mapping[str, Any],
+        expected_rev: int,
+        turns: Iterable[Turn] = (),
+        merge: Merge | None = None,
     ) -> Operation[int]:
         fields.check_cid(cid)
         check_rev(expected_rev)
@@ -220,12 +212,20 @@ class StoreCore:
             raise ValueError("history is not state: add turns with append= or append_turns()")
         if changes.get("conversation_id", cid) != cid:
             raise ValueError("conversation_id cannot be changed")
+        merge = check_merge(self, changes, merge or {})
         with traced("robot-v2.update-state", cid) as phase:
             phase("encode")
-            state = {k: v for k, v in changes.items() if k not in SPLIT_KEYS | META_KEYS}
+            state = state_of(changes)
             return (
                 yield from self._update(
-                    cid, state, changes.get("bot_config"), list(turns), expected_rev, False, phase
+                    cid,
+                    state,
+                    changes.get("bot_config"),
+                    list(turns),
+                    expected_rev,
+                    False,
+                    phase,
+                    merge,
                 )
             )
 
@@ -279,15 +279,24 @@ class StoreCore:
         expected_rev: int,
         whole: bool,
         phase: Callable[[str], None] | None = None,
+        merge: Merge | None = None,
     ) -> Operation[int]:
+        merge = merge or {}
         digest, config_commands = self.bot_config_commands(bot_config)
-        encoded = [(fields.state_field(k), self.codec.encode(v)) for k, v in state.items()]
+        encoded = encode_state(self, state)
+        for name, sub_keys in merge.items():
+            encoded.update(encode_sub_keys(self, name, sub_keys))
+        # A key written whole drops its sub-key fields not written; a merge needs it split.
+        groups = [] if whole else [fields.split_group(name) for name in state]
+        markers = [fields.state_field(name) for name in merge]
         payloads = self.encode_turns(new_turns)
         keys = [self.keys.state(cid), self.keys.turns(cid)]
-        args: list[Any] = [self.ttl, expected_rev, digest, int(whole), len(encoded)]
-        args += [part for pair in encoded for part in pair] + payloads
+        args: list[Any] = [self.ttl, expected_rev, digest, int(whole)]
+        args += [len(encoded), len(groups), len(markers)]
+        args += [part for pair in encoded.items() for part in pair] + groups + markers + payloads
         shape = self._shapes.get(cid)
-        predicted = _state_delta(shape, expected_rev, encoded, whole)
+        dropped = tuple(group.encode() for group in groups)
+        predicted = state_delta(shape, expected_rev, encoded, dropped, whole)
         if predicted is not None and shape is not None:
             predicted += _items_size(shape.seq, payloads)
         if phase is not None:
@@ -303,10 +312,16 @@ class StoreCore:
                 raise SessionNotFound(cid)
         elif status == ONE_DOC:
             yield from legacy.split_doc(self, cid)
-        if status in (NOT_FOUND, ONE_DOC):
+        elif status == NOT_SPLIT:
+            # A merge into a key stored whole (or not at all): merged here, written split.
+            name = list(merge)[reply[1]]
+            value = yield from merged(self, cid, name, merge[name], expected_rev)
+            state = {**state, name: value}
+            merge = {k: v for k, v in merge.items() if k != name}
+        if status in (NOT_FOUND, ONE_DOC, NOT_SPLIT):
             return (
                 yield from self._update(
-                    cid, state, bot_config, new_turns, expected_rev, whole, phase
+                    cid, state, bot_config, new_turns, expected_rev, whole, phase, merge
                 )
             )
         if status == STALE:
@@ -315,9 +330,12 @@ class StoreCore:
         rev: int
         first: int
         _, rev, _, first = reply
-        written = {name.encode(): len(value) for name, value in encoded}
+        written = {name.encode(): len(value) for name, value in encoded.items()}
         if whole or shape is not None:
-            sizes = written if whole or shape is None else {**shape.sizes, **written}
+            sizes = written
+            if not whole and shape is not None:
+                kept = {n: size for n, size in shape.sizes.items() if not n.startswith(dropped)}
+                sizes = {**kept, **written}
             self._remember(cid, Shape(rev, first + len(payloads), sizes, known_digest or None))
         return rev
 
@@ -339,16 +357,16 @@ class StoreCore:
     def _replace_script(
         self, cid: str, session: Session, *, initial_rev: int, create_only: bool = False
     ) -> tuple[Script, list[Command], Shape]:
-        state = {k: v for k, v in session.items() if k not in SPLIT_KEYS | META_KEYS}
+        state = state_of(session)
         digest, config_commands = self.bot_config_commands(session.get("bot_config"))
-        encoded = [(fields.state_field(k), self.codec.encode(v)) for k, v in state.items()]
+        encoded = encode_state(self, state)
         keys = [self.keys.state(cid), self.keys.turns(cid)]
         # The incarnation a creation starts (a replace keeps the one it has).
         incarnation = secrets.token_hex(8)
         args = [self.ttl, initial_rev, digest, int(create_only), incarnation, len(encoded)]
-        args += [part for pair in encoded for part in pair]
+        args += [part for pair in encoded.items() for part in pair]
         payloads = self.encode_turns(session.get("history") or [])
-        sizes = {name.encode(): len(value) for name, value in encoded}
+        sizes = {name.encode(): len(value) for name, value in encoded.items()}
         shape = Shape(None, len(payloads), sizes, digest or None)
         return Script("replace", keys, [*args, *payloads]), config_commands, shape
 
@@ -421,14 +439,3 @@ def _bounded_put[K, V](
 def _items_size(seq: int, payloads: list[bytes]) -> int:
     """Bytes of ``payloads`` stored as turns from ``seq`` on (see codec.turn_item)."""
     return sum(len(turn_item(seq + i, payload)) for i, payload in enumerate(payloads))
-
-
-def _state_delta(
-    shape: Shape | None, expected_rev: int, encoded: list[tuple[str, bytes]], whole: bool
-) -> int | None:
-    """How the state's bytes change, from the sizes this process last saw; None if unknown."""
-    if shape is None or shape.rev != expected_rev:
-        return None
-    new = {name.encode(): len(value) for name, value in encoded}
-    old = shape.sizes if whole else {name: shape.sizes.get(name, 0) for name in new}
-    return sum(new.values()) - sum(old.values())

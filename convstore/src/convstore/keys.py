@@ -9,10 +9,12 @@ several of them at once (ZINTERSTORE, MGET, a MULTI) stay in one slot of a clust
 
 from dataclasses import dataclass
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 """The key layout this library writes: 1 the first release's one ``doc`` field, 2 one field per
-state key, 3 with incarnations. Each state hash it creates carries it (LAYOUT); hashes without
-it are of layout 2 (or 1, when they hold a DOC)."""
+state key, 3 with incarnations, 4 with split keys (one field per sub-key, SPLIT_PREFIX). Each
+state hash it creates, or splits a key of, carries it (LAYOUT); hashes without it are of layout
+2 (or 1, when they hold a DOC). A reader of layout 3 cannot read a split key: every reader must
+run layout 4 before a writer splits one."""
 
 # Fields of a conversation's state hash, besides one per top-level key of its state.
 REV = "rev"
@@ -35,6 +37,12 @@ before it existed have none: their incarnation is the empty string."""
 DOC = "doc"
 """The whole state as one value: how the first release stored it, read and split on write."""
 STATE_PREFIX = "s:"
+SPLIT_PREFIX = "p:"
+"""The fields of a split key's sub-keys: ``p:<characters in the key>:<key><sub-key>``, so that no
+two (key, sub-key) pairs share a field, whatever characters they hold."""
+SPLIT_MARKER = b""
+"""The value of ``s:<key>`` when that key is stored split (a dict, one field per sub-key): no
+codec value is empty, so a reader of an older layout fails on it rather than misreads it."""
 # What the Lua scripts call these (the table ``F`` that scripts.py gives them).
 LUA_FIELDS = {
     "rev": REV,
@@ -46,12 +54,33 @@ LUA_FIELDS = {
     "layout": LAYOUT,
     "doc": DOC,
     "state_prefix": STATE_PREFIX,
+    "split_prefix": SPLIT_PREFIX,
 }
 
 
 def state_field(name: str) -> str:
     """The state hash field of the top-level state key ``name``."""
     return STATE_PREFIX + name
+
+
+def split_group(name: str) -> str:
+    """The start of every sub-field of the split state key ``name``, and of no other field."""
+    return f"{SPLIT_PREFIX}{len(name)}:{name}"
+
+
+def split_field(name: str, sub: str) -> str:
+    """The state hash field of the sub-key ``sub`` of the split state key ``name``."""
+    return split_group(name) + sub
+
+
+def parse_split_field(field: str) -> tuple[str, str]:
+    """(key, sub-key) of a split field; ValueError when it is not one."""
+    length, sep, rest = field[len(SPLIT_PREFIX) :].partition(":")
+    if not field.startswith(SPLIT_PREFIX) or not sep or not length.isdigit():
+        raise ValueError(f"not a split state field: {field!r}")
+    if len(rest) < int(length):
+        raise ValueError(f"not a split state field: {field!r}")
+    return rest[: int(length)], rest[int(length) :]
 
 
 def check_cid(conversation_id: object) -> str:

@@ -20,6 +20,7 @@ from convstore.protocol import (
     SizeBreakdown,
     ask,
 )
+from convstore.state_fields import encode_state
 
 
 def load_legacy(
@@ -78,6 +79,7 @@ def legacy_breakdown(core: Core, cid: str) -> Operation[SizeBreakdown]:
         "layout": "legacy",
         "state": len(raw) - len(encoded_history) - len(bot_config),
         "fields": {},
+        "split": {},
         "record": len(core.codec.encode(session.get("record"))),
         "history": len(encoded_history),
         "bot_config": len(bot_config),
@@ -133,8 +135,8 @@ def split_doc(core: Core, cid: str) -> Operation[None]:
         return
     state = core.decode_object(state_key, doc)
     args: list[bytes | str] = [doc]
-    for name, value in state.items():
-        args += [fields.state_field(name), core.codec.encode(value)]
+    for pair in encode_state(core, state).items():
+        args += pair
     batch = [Script("split_doc", [state_key], args)]
     (delta,) = yield from ask(batch)
     if delta:

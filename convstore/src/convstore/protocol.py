@@ -29,7 +29,7 @@ MAX_WINDOW = 2**53
 # A counter of a state hash (rev, seq, bytes, archived): a Lua number holds it exactly.
 MAX_COUNT = 2**53
 # What a write script's reply starts with (see lua/*.lua).
-OK, NOT_FOUND, STALE, ONE_DOC, EXISTS = 0, 1, 2, 3, 4
+OK, NOT_FOUND, STALE, ONE_DOC, EXISTS, NOT_SPLIT = 0, 1, 2, 3, 4, 5
 # What may change Redis: a batch holding one of these is a write.
 WRITE_COMMANDS = frozenset({"delete", "expire", "set", "zadd", "zincrby", "zrem"})
 READ_ONLY_SCRIPTS = frozenset({"field_sizes", "trim_head", "trim_measure"})
@@ -187,6 +187,8 @@ class SizeBreakdown(TypedDict):
     layout: Literal["split", "legacy"]
     state: int
     fields: dict[str, int]
+    split: dict[str, dict[str, int]]
+    """{split key: {sub-key: bytes}} of the keys stored split."""
     record: int
     history: int
     bot_config: int
@@ -217,10 +219,13 @@ class Core(Protocol):
     codec: Codec
     ttl: int
     legacy_reads: bool
+    split_keys: frozenset[str]
     drift: int
     _lock: threading.Lock
 
     def forget(self, cid: str) -> None: ...
+
+    def decode_value(self, key: str, raw: bytes) -> Any: ...
 
     def decode_object(self, key: str, raw: bytes) -> dict[str, Any]: ...
 

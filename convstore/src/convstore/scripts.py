@@ -39,5 +39,6 @@ def source(name: str) -> str:
     if body.startswith("#!"):
         shebang, body = body.split("\n", 1)
         shebang += "\n"
-    version = f"local LAYOUT_VERSION = {keys.LAYOUT_VERSION}"
+    version = f"local LAYOUT_VERSION = {keys.LAYOUT_VERSION}\n"
+    version += f"local SPLIT_MARKER = '{keys.SPLIT_MARKER.decode()}'"
     return f"{shebang}local F = {{{_FIELDS}}}\n{version}\n{prelude}\n{body}"

@@ -51,6 +51,7 @@ from convstore.protocol import (
     send,
     writes,
 )
+from convstore.state_fields import Merge
 
 __all__ = [
     "AsyncConversationStore",
@@ -75,6 +76,7 @@ class StoreOptions(TypedDict, total=False):
     bot_config_cache_size: int
     wait_replicas: int
     wait_timeout: float
+    split_keys: tuple[str, ...]
 
 
 class _Store:
@@ -92,6 +94,7 @@ class _Store:
         bot_config_cache_size: int = 256,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        split_keys: tuple[str, ...] = (),
     ) -> None:
         if wait_replicas < 0 or wait_timeout <= 0:
             raise ValueError(
@@ -104,6 +107,7 @@ class _Store:
             ttl=ttl,
             legacy_reads=legacy_reads,
             cache_size=bot_config_cache_size,
+            split_keys=split_keys,
         )
         self.codec, self.keys, self.ttl = codec, self.core.keys, ttl
         self.url = safe_url(url)
@@ -219,14 +223,18 @@ class ConversationStore(_Store):
         expected_rev: int,
         *,
         append: Iterable[Turn] = (),
+        merge: Merge | None = None,
     ) -> int:
         """Apply top-level ``changes`` if the conversation is still at ``expected_rev``, and
         append the turns of ``append`` with them: one script, one round trip, all or nothing.
 
-        Returns the new revision; raises StaleRevision when another writer came first (then
-        nothing is written, the turns neither).
+        ``merge`` ({split key: {sub-key: value}}) writes only those sub-keys of keys in
+        ``split_keys``, in the same script. Returns the new revision; raises StaleRevision
+        when another writer came first (then nothing is written, the turns neither).
         """
-        return self.run(self.core.update_state(conversation_id, changes, expected_rev, append))
+        return self.run(
+            self.core.update_state(conversation_id, changes, expected_rev, append, merge)
+        )
 
     def delete(self, conversation_id: str) -> bool:
         """Remove a conversation from Redis; True when there was one."""
@@ -351,9 +359,10 @@ class AsyncConversationStore(_Store):
         expected_rev: int,
         *,
         append: Iterable[Turn] = (),
+        merge: Merge | None = None,
     ) -> int:
         return await self.run(
-            self.core.update_state(conversation_id, changes, expected_rev, append)
+            self.core.update_state(conversation_id, changes, expected_rev, append, merge)
         )
 
     async def delete(self, conversation_id: str) -> bool:

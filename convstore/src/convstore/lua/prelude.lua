@@ -27,6 +27,12 @@ local function add_field(fields, name, value)
   fields[#fields + 1] = name
   fields[#fields + 1] = value
 end
+local function has_prefix(name, prefixes)
+  for _, prefix in ipairs(prefixes) do
+    if string.sub(name, 1, #prefix) == prefix then return true end
+  end
+  return false
+end
 local function refresh_ttl(ttl)
   if ttl > 0 then
     redis.call('EXPIRE', KEYS[1], ttl)
