@@ -32,7 +32,7 @@ from convstore.slowlog import (
 )
 from convstore.store import AsyncConversationStore, ConversationStore
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 __all__ = [
     "LAYOUT_VERSION",
