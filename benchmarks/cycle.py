@@ -173,8 +173,9 @@ def open_table(opened, conversations):
 def http_table(run):
     lines = [
         f"The same open loop through the example robot over HTTP (`examples/robot/robot.py`, "
-        f"one process, one event loop, on the library alone; the aiohttp client in the "
-        f"benchmark's process), {run.rate:,} messages/s for {run.seconds:g} s, ms:\n",
+        f"one process, one event loop, on the library alone, `gc.freeze()` once started; the "
+        f"users an aiohttp client in a process of its own, set up the same way), "
+        f"{run.rate:,} messages/s for {run.seconds:g} s, ms:\n",
         "| messages/s | arrived | p50 / p99 (late) |",
         "|---|---|---|",
         f"| {run.rate:,} | {run.arrived:,} | {_run_cells(run)} |",
