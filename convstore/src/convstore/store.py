@@ -20,9 +20,9 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from convstore import breakdown, scripts
-from convstore.cluster import AsyncClusterSender, ClusterSender, sent_error
+from convstore.cluster import AsyncClusterSender, ClusterSender
 from convstore.codec import Codec
-from convstore.connections import BlockingPool, PoolExhausted, safe_url
+from convstore.connections import BlockingPool, safe_url
 from convstore.core import StoreCore
 from convstore.exceptions import (
     CorruptSession,
@@ -31,9 +31,9 @@ from convstore.exceptions import (
     SessionNotFound,
     StaleRevision,
     StoreError,
-    StoreOverloaded,
     StoreUnavailable,
 )
+from convstore.failures import store_error
 from convstore.keys import KeyLayout
 from convstore.pipelines import fewest, queue_all, replicated, without_waits
 from convstore.protocol import (
@@ -47,9 +47,7 @@ from convstore.protocol import (
     Turn,
     ask,
     raise_for,
-    refused,
     send,
-    writes,
 )
 from convstore.state_fields import Merge
 
@@ -116,41 +114,6 @@ class _Store:
         # WAIT's arguments after each write script: the replicas, the timeout in ms.
         self._wait = (wait_replicas, max(1, round(wait_timeout * 1000))) if wait_replicas else None
 
-    def _failed(
-        self, error: redis.RedisError | RedisClusterException, request: Request
-    ) -> StoreError:
-        """The store's error for what redis-py raised while ``request`` was sent.
-
-        A write whose connection failed after it was sent may have happened: the error says so
-        (``maybe_written``), because neither "failed" nor "done" would be true. redis-py's own
-        retries are off for the same reason: resending a write that timed out would apply it
-        twice.
-        """
-        failure: StoreError
-        if isinstance(error, redis.exceptions.ClusterError | RedisClusterException):
-            # Nothing was sent: the slot map could not be read, or a slot has no primary.
-            failure = StoreUnavailable(f"the Redis Cluster at {self.url} cannot serve now: {error}")
-        elif isinstance(error, PoolExhausted):
-            failure = StoreOverloaded(
-                f"overloaded: the pool of {error.size} connections to Redis at {self.url} stayed "
-                f"exhausted for {error.waited:.2f} s (it waits at most {error.limit} s); "
-                "nothing was sent: retry later, or give the pool more connections"
-            )
-        elif isinstance(error, redis.ConnectionError | redis.TimeoutError):
-            sent = sent_error(error)
-            maybe = sent and isinstance(request, list) and writes(request)
-            text = f"Redis at {self.url} is unreachable: {error}"
-            if maybe:
-                text += "; the write may have happened: load the conversation before retrying"
-            unavailable = StoreUnavailable(text)
-            unavailable.maybe_written = maybe
-            failure = unavailable
-        else:
-            refusal = refused(error, f"a request to Redis at {self.url}")
-            failure = refusal or StoreError(f"Redis at {self.url} failed: {error}")
-        failure.__cause__ = error
-        return failure
-
     def _no_archive(self) -> StoreError:
         return StoreError("this store has no archive: archived turns cannot be read")
 
@@ -173,7 +136,7 @@ class ConversationStore(_Store):
             url = f"redis://{node.host}:{node.port} (cluster)"
         else:
             pool = client.connection_pool
-            pool.set_retry(Retry(NoBackoff(), 0))  # see _failed: a write is never sent twice
+            pool.set_retry(Retry(NoBackoff(), 0))  # see failures.py: a write is never sent twice
             kwargs = pool.connection_kwargs
             url = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
         super().__init__(codec or Codec(), url=url, **store_options)
@@ -255,7 +218,7 @@ class ConversationStore(_Store):
                 try:
                     answer, acked = self._exchange(request)
                 except (redis.RedisError, RedisClusterException) as e:
-                    request = operation.throw(self._failed(e, request))
+                    request = operation.throw(store_error(e, request, self.url))
                 else:
                     least = fewest(least, acked)
                     request = operation.send(answer)
@@ -394,7 +357,7 @@ class AsyncConversationStore(_Store):
         if self.cluster:
             # Its nodes' connections never retry; its own retries are not used by the store.
             return redis.asyncio.cluster.RedisCluster.from_url(self._url, **self._client_options)
-        # See _failed: a write is never sent twice, whatever the options ask.
+        # See failures.py: a write is never sent twice, whatever the options ask.
         options = {**self._client_options, "retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
         timeout = options.get("socket_timeout") or 5
         pool = BlockingPool.from_url(self._url, timeout=timeout, **options)
@@ -418,7 +381,7 @@ class AsyncConversationStore(_Store):
                 try:
                     answer, acked = await self._exchange(request)
                 except (redis.RedisError, RedisClusterException) as e:
-                    request = operation.throw(self._failed(e, request))
+                    request = operation.throw(store_error(e, request, self.url))
                 else:
                     least = fewest(least, acked)
                     request = operation.send(answer)
