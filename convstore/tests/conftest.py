@@ -15,6 +15,7 @@ import redis
 import redis.cluster
 
 from convstore import AsyncConversationStore, ConversationStore
+from convstore.observe import add_observer, remove_observer
 
 URL = os.environ.get("CONVSTORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 CLUSTER_URL = os.environ.get("CONVSTORE_TEST_CLUSTER_URL")
@@ -108,3 +109,12 @@ def make_store(request, backend):
 def store(request, make_store):
     """A store of either kind, storing ``record`` whole or split (split_keys)."""
     return make_store(split_keys=request.param)
+
+
+@pytest.fixture
+def records():
+    """Every store call of the test, as the CallRecords an observer is handed."""
+    seen = []
+    add_observer(seen.append)
+    yield seen
+    remove_observer(seen.append)

@@ -7,14 +7,6 @@ from convstore import SessionNotFound
 from convstore.observe import add_observer, remove_observer
 
 
-@pytest.fixture
-def records():
-    seen = []
-    add_observer(seen.append)
-    yield seen
-    remove_observer(seen.append)
-
-
 def test_each_call_is_handed_over_with_its_phases(store, records):
     store.save({"conversation_id": "c1", "history": [{"role": "user"}]})
     store.load("c1", window=5)

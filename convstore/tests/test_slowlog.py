@@ -18,7 +18,7 @@ from convstore import (
     read_slow_calls,
 )
 from convstore.keys import KeyLayout
-from convstore.observe import add_observer, remove_observer
+from convstore.observe import add_observer
 from convstore.slowlog import SlowCallLog
 from tests.conftest import URL
 
@@ -33,14 +33,6 @@ pytestmark = pytest.mark.single_redis  # clients of one Redis, made from its URL
 def _disabled_afterwards():
     yield
     disable_slow_log()
-
-
-@pytest.fixture
-def records():
-    seen = []
-    add_observer(seen.append)
-    yield seen
-    remove_observer(seen.append)
 
 
 def big_session(cid, mb=3):
