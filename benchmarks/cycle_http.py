@@ -13,7 +13,7 @@ import aiohttp
 
 from benchmarks.cycle_closed import forked, url
 from benchmarks.cycle_open import IN_FLIGHT, SECONDS, _open_loop
-from tests.redis_servers import free_port
+from scripts.served_stack import free_port
 
 RATE = 300
 ROBOT = Path(__file__).resolve().parent.parent / "examples" / "robot" / "robot.py"

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.core.cache import caches
 
+from robotperf.celery import app
 from sessions_app.store import get_store
 from tests import clusters
 from tests.redis_servers import RedisServer
@@ -42,6 +44,15 @@ def celery_queue():
         broker.delete(*(key.format(name) for key in KOMBU_BINDINGS))
     finally:
         broker.close()
+
+
+@pytest.fixture
+def worker(celery_queue):
+    """A real Celery worker (one thread) consuming this test's own queue."""
+    with start_worker(
+        app, pool="threads", concurrency=1, queues=[celery_queue], perform_ping_check=False
+    ) as running:
+        yield running
 
 
 @pytest.fixture

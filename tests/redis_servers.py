@@ -3,17 +3,12 @@ to restart empty, or to fill up (``maxmemory``). Each runs on a free loopback po
 stopped by its own pid, never by a command sent to a shared server."""
 
 import signal
-import socket
 import subprocess
 import time
 
 import redis
 
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from scripts.served_stack import free_port
 
 
 class RedisServer:

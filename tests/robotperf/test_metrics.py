@@ -5,7 +5,6 @@ failures counted in a real worker."""
 import asyncio
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client
@@ -142,14 +141,6 @@ def test_the_asgi_stack_counts_its_requests_too(client):
 
 
 # --- Celery ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def worker(celery_queue):
-    with start_worker(
-        app, pool="threads", concurrency=1, queues=[celery_queue], perform_ping_check=False
-    ) as running:
-        yield running
 
 
 @pytest.mark.django_db(transaction=True)

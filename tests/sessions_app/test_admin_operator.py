@@ -11,7 +11,6 @@ import re
 
 import orjson
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.contrib.auth.models import Permission
 from django.template.defaultfilters import filesizeformat
 from django.test import Client
@@ -19,7 +18,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from robotperf.celery import app
 from sessions_app import census, seeding, tasks
 from sessions_app.compaction import CompactionPolicy
 from sessions_app.models import ArchivedSession, ArchivedTurn
@@ -42,14 +40,6 @@ def legacy_blob(store, cid, turns):
 
 
 # --- numbers that are true ------------------------------------------------------------------
-
-
-@pytest.fixture
-def worker(celery_queue):
-    with start_worker(
-        app, pool="threads", concurrency=1, queues=[celery_queue], perform_ping_check=False
-    ) as running:
-        yield running
 
 
 @pytest.mark.django_db(transaction=True)
